@@ -1,0 +1,3 @@
+"""Reference ktrdr service (see deploy/reference/README.md)."""
+
+__version__ = "0.1.0"

@@ -14,13 +14,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 _src_var    := $(if $(KTRDR_SRC),-e ktrdr_source_dir=$(abspath $(KTRDR_SRC)),)
 
-.PHONY: help venv engine images canary teardown test test-unit test-reference test-modules test-images test-canary lint bench clean
+.PHONY: help venv engine images canary teardown test test-remote test-gpu bench clean
 
 help:
 	@echo "make canary   build the split images and deploy + prove the canary on local Docker (KTRDR_SRC=/path/to/ktrdr for a real checkout)"
 	@echo "make test     lint, unit, live and Molecule tests (what CI runs)"
 	@echo "make images   build the split images only"
 	@echo "make teardown remove the deployed containers (volumes kept unless KTRDR_PURGE=true)"
+	@echo "make test-remote  the three-host Molecule scenario (own engines, no registry; ~15 min, not in CI)"
+	@echo "make test-gpu     the GPU scenario (skips with one line where no NVIDIA GPU/toolkit)"
 	@echo "make bench    run the benchmarks and rewrite docs/benchmarks.md"
 
 # The venv is rebuilt only when the pinned requirements change.
@@ -47,6 +49,12 @@ teardown: venv engine
 
 test: venv engine
 	bash tests/run.sh
+
+test-remote: venv engine
+	molecule test -s remote
+
+test-gpu: venv engine
+	molecule test -s gpu
 
 bench: venv engine
 	bash bench/run.sh

@@ -13,24 +13,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 STACK_DIR = os.path.join(ROOT, "deploy", "reference", "tests")
-HAS_STACK = os.path.isfile(os.path.join(STACK_DIR, "stack.py"))
-if HAS_STACK:
-    sys.path.insert(0, STACK_DIR)
-    # The harness's fixtures (pg, database, backend, training_worker, ...), imported rather than loaded with
-    # pytest_plugins, which pytest only accepts in the rootdir's conftest.
-    from stack import *  # noqa: F401,F403  pylint: disable=wildcard-import,unused-wildcard-import
+sys.path.insert(0, STACK_DIR)
+# The harness's fixtures (pg, database, backend, training_worker, ...), imported rather than loaded with
+# pytest_plugins, which pytest only accepts in the rootdir's conftest.
+from stack import *  # noqa: F401,F403,E402  pylint: disable=wildcard-import,unused-wildcard-import,wrong-import-position
 
 TEST_LABEL = "io.ktrdr.test=true"
 TINY_IMAGE = "ktrdr-ops-test-sleep:1"
-
-
-def pytest_collection_modifyitems(config, items):
-    if HAS_STACK:
-        return
-    skip = pytest.mark.skip(reason="deploy/reference/tests/stack.py (the reference stack harness) is not in this checkout")
-    for item in items:
-        if "needs_stack" in item.keywords:
-            item.add_marker(skip)
 
 
 def pytest_configure(config):

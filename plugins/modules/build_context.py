@@ -19,7 +19,7 @@ description:
   - File digests are cached by path, size, modification time and inode in O(cache_file), so an unchanged tree of several GB
     (a wheelhouse with CUDA torch) is re-checked with C(stat) calls only.
 author:
-  - ktrdr.ops maintainers
+  - ktrdr.ops maintainers (@ktrdr-ops)
 extends_documentation_fragment:
   - ktrdr.ops._attributes
 attributes:
@@ -399,7 +399,7 @@ class ContextStager:
         p = self.params
         global_excludes = p["exclude"] or []
         for source in p["sources"]:
-            src = os.path.abspath(os.path.expanduser(source["src"]))
+            src = os.path.abspath(source["src"])  # type=path: ~ and $VARS already expanded
             if not os.path.lexists(src):
                 if source["optional"]:
                     continue

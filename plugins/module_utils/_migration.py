@@ -21,7 +21,7 @@ DEFAULT_LOCK_KEY = int.from_bytes(b"ktrdrmig", "big")
 ARGS_ENV = "KTRDR_OPS_MIGRATION_ARGS"
 
 RUNNER = r'''
-import asyncio, json, os, subprocess, sys, time, traceback
+import asyncio, json, os, re, subprocess, sys, time, traceback
 
 MARKER = "@@ktrdr-ops-migration@@"
 args = json.loads(os.environ.pop("KTRDR_OPS_MIGRATION_ARGS"))
@@ -117,8 +117,13 @@ def connect():
         try:
             return Conn()
         except Exception as exc:
+            # A refused password or an unknown role/database will not heal by waiting.
+            if re.search(r"password authentication failed|role .* does not exist|database .* does not exist", str(exc)):
+                raise RuntimeError("PostgreSQL %s refuses the connection: %s: %s (nothing was migrated: check the database "
+                                   "user, name and password, ktrdr_db_* in the inventory)" % (result["db"], type(exc).__name__, exc))
             if time.time() >= deadline:
-                raise RuntimeError("cannot connect to PostgreSQL %s: %s: %s" % (result["db"], type(exc).__name__, exc))
+                raise RuntimeError("cannot connect to PostgreSQL %s: %s: %s (nothing was migrated: start the database, or fix "
+                                   "db_host/db_port/network so this runner reaches it)" % (result["db"], type(exc).__name__, exc))
             time.sleep(1)
 
 

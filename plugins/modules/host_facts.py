@@ -346,7 +346,8 @@ class HostFacts:
         if self.p["required_cuda"]:
             have = nvidia["cuda_version"]
             if have is None:
-                self.check("cuda", False, "CUDA %s is required but no NVIDIA driver reports a CUDA version" % self.p["required_cuda"])
+                self.check("cuda", False, "CUDA %s is required but no NVIDIA driver reports a CUDA version: install a driver that supports "
+                           "CUDA %s" % (self.p["required_cuda"], self.p["required_cuda"]))
             elif version_at_least(have, self.p["required_cuda"]):
                 self.check("cuda", True, "driver %s supports CUDA up to %s (>= %s)" % (nvidia["driver_version"], have, self.p["required_cuda"]))
             else:

@@ -1,10 +1,10 @@
-#!/usr/bin/env python3
 # Copyright (c) ktrdr.ops contributors
 # SPDX-License-Identifier: MIT
 """Make one loadable image archive per target host, holding only the layers that host lacks.
 
-Run by the ktrdr.ops.distribute role on the build host (ansible.builtin.script), with one JSON
-argument and a JSON answer on stdout. Standard library only.
+Run by the ktrdr.ops.distribute role on the build host (ansible.builtin.script, its `executable`
+the host's Python: hence no shebang), with one JSON argument and a JSON answer on stdout.
+Standard library only.
 
 Exports every image named in the deliveries once (docker save through the engine API), keeps the
 export in <cache_dir>/exports keyed by tag and image ID, and writes for each delivery a
@@ -289,6 +289,12 @@ class Bundler:
             os.makedirs(path, exist_ok=True)
         with open(os.path.join(self.cache, ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            # Every write happens under this lock, so a *.tmp file here is what an interrupted run
+            # left (an export or archive cut short): remove it, it is never reused.
+            for path in (self.exports_dir, self.bundles_dir):
+                for name in os.listdir(path):
+                    if name.endswith(".tmp"):
+                        os.unlink(os.path.join(path, name))
             written = {}
             for key, plan in plans.items():
                 written[key] = self.write_bundle(key, plan, infos)

@@ -14,13 +14,14 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 _src_var    := $(if $(KTRDR_SRC),-e ktrdr_source_dir=$(abspath $(KTRDR_SRC)),)
 
-.PHONY: help venv engine images canary teardown test test-remote test-gpu bench clean
+.PHONY: help venv engine images canary teardown test test-faults test-remote test-gpu bench clean
 
 help:
 	@echo "make canary   build the split images and deploy + prove the canary on local Docker (KTRDR_SRC=/path/to/ktrdr for a real checkout)"
 	@echo "make test     lint, unit, live and Molecule tests (what CI runs)"
 	@echo "make images   build the split images only"
 	@echo "make teardown remove the deployed containers (volumes kept unless KTRDR_PURGE=true)"
+	@echo "make test-faults  the fault drills on a real deployment (tests/faults, 5-7 min, part of make test; KTRDR_FAULTS_DOCKERD=1 adds the engine restart)"
 	@echo "make test-remote  the three-host Molecule scenario (own engines, no registry; ~15 min, not in CI)"
 	@echo "make test-gpu     the GPU scenario (skips with one line where no NVIDIA GPU/toolkit)"
 	@echo "make bench    run the benchmarks and rewrite docs/benchmarks.md"
@@ -49,6 +50,9 @@ teardown: venv engine
 
 test: venv engine
 	bash tests/run.sh
+
+test-faults: venv engine
+	KTRDR_TEST_ONLY=faults bash tests/run.sh
 
 test-remote: venv engine
 	molecule test -s remote

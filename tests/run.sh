@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages=${KTRDR_TEST_ONLY:-"lint unit reference images modules canary gpu"}
+stages=${KTRDR_TEST_ONLY:-"lint sanity unit reference images modules reliability canary gpu faults"}
 declare -A took
 failed=0
 
@@ -32,16 +32,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-[[ -x scripts/ensure-postgres.sh ]] && bash scripts/ensure-postgres.sh
+bash scripts/ensure-postgres.sh
 
-[[ -d roles ]] && stage lint lint
-[[ -d tests/unit ]] && stage unit run_pytest tests/unit
-[[ -d deploy/reference/tests ]] && stage reference run_pytest deploy/reference/tests
-[[ -d molecule/images ]] && stage images molecule test -s images
-[[ -d tests/modules ]] && stage modules run_pytest tests/modules
-[[ -d molecule/canary ]] && stage canary molecule test -s canary
+stage lint lint
+stage sanity bash scripts/sanity.sh
+stage unit run_pytest tests/unit
+stage reference run_pytest deploy/reference/tests
+stage images molecule test -s images
+stage modules run_pytest tests/modules
+stage reliability run_pytest tests/reliability
+stage canary molecule test -s canary
 # Skips with one line saying what is missing where there is no NVIDIA GPU + toolkit.
-[[ -d molecule/gpu ]] && stage gpu molecule test -s gpu
+stage gpu molecule test -s gpu
+# Fault drills (also alone: make test-faults), 5-7 min; the dockerd drill only with KTRDR_FAULTS_DOCKERD=1.
+stage faults run_pytest tests/faults
 
 echo "=== summary"
 passed=0; nfailed=0

@@ -181,3 +181,30 @@ def describe_progress(op):
     if step:
         parts.append(repr(step))
     return ", ".join(parts)
+
+
+class EndEstimate:
+    """When an operation will reach 100%, from the progress percentages seen while polling.
+
+    The rate is taken between the first percentage seen and the latest change (both on the
+    poller's clock, so a backend clock that differs does not matter); None until it moved.
+    """
+
+    def __init__(self):
+        self._first = None
+        self._last = None
+
+    def add(self, now, percentage):
+        if percentage is None:
+            return
+        if self._first is None:
+            self._first = self._last = (now, percentage)
+        elif percentage != self._last[1]:
+            self._last = (now, percentage)
+
+    def expected_in(self, now):
+        """Seconds until the expected end (negative once overdue), or None when unknown."""
+        if self._first is None or self._last[1] <= self._first[1] or self._last[0] <= self._first[0]:
+            return None
+        rate = (self._last[1] - self._first[1]) / (self._last[0] - self._first[0])
+        return (100.0 - self._last[1]) / rate - (now - self._last[0])

@@ -12,7 +12,8 @@ description:
   - Starts a training (C(POST /api/v1/trainings/start)) or a backtest (C(POST /api/v1/backtests/start)), or attaches to an
     existing operation by O(operation_id).
   - With O(state=completed) (the default) it then polls C(GET /api/v1/operations/{id}) until the operation ends, with a deadline
-    (O(timeout)), a per-request timeout, and a poll delay that grows from O(poll_interval) to O(max_poll_interval) with jitter.
+    (O(timeout)), a per-request timeout, and a poll delay that starts at half a second and grows to O(max_poll_interval) with
+    jitter, but never sleeps past the end the progress rate predicts (it returns within about a second of the end).
   - It fails at once when the operation goes to C(failed) or C(cancelled), with the backend's error message.
   - When the deadline passes it fails and, with O(cancel_on_timeout=true), cancels the operation first.
   - The result carries the progress samples seen while waiting (RV(progress_log)), the timings, the backend's
@@ -113,8 +114,11 @@ options:
     default: 3600
   poll_interval:
     description:
-      - Seconds before the first look at the operation; the delay grows by half each time up to O(max_poll_interval),
-        with +/-20% jitter, and drops back when the progress moves.
+      - Delay between two looks at the operation when its progress moves; otherwise the delay grows by half each time up
+        to O(max_poll_interval), with +/-20% jitter. The first look comes after half a second (or O(poll_interval) if
+        shorter) and the delay grows from there, so an operation that ends quickly is seen quickly.
+      - Once the progress has moved, the module estimates when the operation reaches 100% and never sleeps past that;
+        from then on it looks every half second (for up to 15 s), so it returns within about a second of the end.
     type: float
     default: 2
   max_poll_interval:
@@ -303,6 +307,7 @@ from ansible_collections.ktrdr.ops.plugins.module_utils._api import (
 )
 from ansible_collections.ktrdr.ops.plugins.module_utils._operation import (
     TERMINAL,
+    EndEstimate,
     check_date,
     check_strategy_name,
     describe_progress,
@@ -316,6 +321,8 @@ from ansible_collections.ktrdr.ops.plugins.module_utils._wait import PollSchedul
 
 # ktrdr's worker inserts the row of a new operation asynchronously: a fresh id can be 404 briefly.
 NEW_ID_GRACE = 20.0
+# The first look after the start: a backtest can end in a fraction of a second.
+FIRST_LOOK = 0.5
 PROGRESS_LOG_LIMIT = 200
 TRAINING_ONLY = ("symbols", "timeframes")
 BACKTEST_ONLY = ("symbol", "timeframe", "model_path", "initial_capital", "commission", "slippage")
@@ -331,6 +338,7 @@ class OperationRunner:
         self.op = None
         self._t0 = time.monotonic()
         self._last_sample = None
+        self._end = EndEstimate()
 
     # -- plumbing -------------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -384,6 +392,7 @@ class OperationRunner:
 
     def sample(self):
         pct, step = progress_of(self.op)
+        self._end.add(time.monotonic(), pct)
         key = (self.op.get("status"), pct, step)
         if key == self._last_sample:
             return False
@@ -422,7 +431,7 @@ class OperationRunner:
         self.result["start_response"] = answer
 
     def wait(self):
-        schedule = PollSchedule(self.p["poll_interval"], self.p["max_poll_interval"], self.p["timeout"])
+        schedule = PollSchedule(self.p["poll_interval"], self.p["max_poll_interval"], self.p["timeout"], first=FIRST_LOOK)
         op = self.fetch(allow_missing_for=NEW_ID_GRACE if self.result["started"] else 0.0)
         while True:
             status = op.get("status")
@@ -439,7 +448,9 @@ class OperationRunner:
             if schedule.expired():
                 op = self.on_timeout(schedule)
                 continue  # it ended while we cancelled: judge it like any other status
-            time.sleep(schedule.next_delay())
+            # Near the end the progress rate predicts, look often: the wait ends within about
+            # half a second of the operation instead of up to a whole grown delay later.
+            time.sleep(schedule.next_delay(expected_in=self._end.expected_in(time.monotonic())))
             if self.fetch_and_moved():
                 schedule.reset()
             op = self.op

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from ansible_collections.ktrdr.ops.plugins.module_utils._operation import (
+    EndEstimate,
     check_date,
     check_strategy_name,
     duration_seconds,
@@ -127,6 +128,37 @@ def test_poll_schedule_jitter_bounds():
     s = PollSchedule(10, 10, timeout=1e9, rng=random.Random(3), jitter=0.2)
     for dummy in range(100):
         assert 8 <= s.next_delay() <= 12
+
+
+def test_poll_schedule_looks_often_around_the_expected_end():
+    clock = Clock()
+    s = PollSchedule(2, 30, timeout=600, jitter=0.0, clock=clock)
+    for dummy in range(8):
+        s.next_delay()  # grown to the 30 s cap
+    assert s.next_delay(expected_in=None) == 30
+    assert s.next_delay(expected_in=7.5) == 7.5  # never sleeps past the expected end
+    assert s.next_delay(expected_in=0.1) == 0.5  # then every near_interval
+    assert s.next_delay(expected_in=-14) == 0.5  # for near_window seconds after it
+    assert s.next_delay(expected_in=-16) == 30  # then the estimate was wrong: back to the backoff
+
+
+def test_poll_schedule_first_look_comes_sooner():
+    s = PollSchedule(2, 30, timeout=600, jitter=0.0, clock=Clock(), first=0.5)
+    assert [s.next_delay() for dummy in range(4)] == [0.5, 0.75, 1.125, 1.6875]
+    s.reset()
+    assert s.next_delay() == 2  # progress moved: back to poll_interval
+
+
+def test_end_estimate_from_the_progress_rate():
+    est = EndEstimate()
+    assert est.expected_in(0) is None
+    est.add(10.0, 5.0)
+    est.add(11.0, None)
+    assert est.expected_in(12.0) is None  # has not moved yet
+    est.add(12.0, 5.0)
+    est.add(20.0, 45.0)  # 40 points in 10 s since the first look
+    assert est.expected_in(20.0) == pytest.approx(13.75)
+    assert est.expected_in(36.0) == pytest.approx(-2.25)  # overdue
 
 
 def test_poll_schedule_rejects_zero_interval():

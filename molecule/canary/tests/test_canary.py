@@ -93,5 +93,6 @@ def test_training_and_backtest_completed():
 def test_no_container_restarted_since_first_converge(host):
     snapshot = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "started_at.json"
     before = json.loads(snapshot.read_text())
-    now = {inspect(host, n)["Name"]: inspect(host, n)["State"]["StartedAt"] for n in CONTAINERS}
+    # The snapshot is ktrdr.ops.containers_info's view: names without Docker's leading "/".
+    now = {inspect(host, n)["Name"].lstrip("/"): inspect(host, n)["State"]["StartedAt"] for n in CONTAINERS}
     assert {k: before[k] for k in now} == now

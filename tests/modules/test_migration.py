@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 from ansible_run import ROOT, module_task, run_tasks
+from broken_revision import BROKEN_REVISION
 from conftest import TEST_LABEL, docker
 
 pytestmark = pytest.mark.needs_images
@@ -32,29 +33,6 @@ BACKEND = "ktrdr-ops-test-backend:%s" % RUN_ID  # our own tags: a rebuild elsewh
 BROKEN_IMAGE = "ktrdr-ops-test-backend:%s-broken" % RUN_ID
 SLOW_IMAGE = "ktrdr-ops-test-backend:%s-slow" % RUN_ID
 PASSWORD = "mig-s3cret"
-
-BROKEN_REVISION = '''"""broken on purpose: creates a table, then divides by zero
-
-Revision ID: b0rken000003
-Revises: a1b2c3d4e5f6
-"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = "b0rken000003"
-down_revision = "a1b2c3d4e5f6"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.create_table("ops_broken_probe", sa.Column("id", sa.Integer, primary_key=True))
-    op.execute("SELECT 1/0")
-
-
-def downgrade():
-    op.drop_table("ops_broken_probe")
-'''
 
 SLOW_REVISION = '''"""slow on purpose: holds the migration for a few seconds so concurrent runs overlap
 

@@ -20,6 +20,7 @@ from conftest import (API_URL, DB_CONTAINER, HERE, PROJECT, ROOT, STRATEGIES_DIR
 
 sys.path.insert(0, os.path.join(HERE, "..", "modules"))
 from ansible_run import module_task, run_tasks  # noqa: E402
+from broken_revision import BROKEN_REVISION  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("stack")
 
@@ -223,30 +224,6 @@ def test_db_down_during_migrate(stack):
     assert after["containers"][DB_CONTAINER][0] == before["containers"][DB_CONTAINER][0]  # same container, same volume
     del before["containers"][DB_CONTAINER], after["containers"][DB_CONTAINER]  # restarted by this test on purpose
     assert_unchanged(before, after)
-
-
-BROKEN_REVISION = '''"""broken on purpose: creates a table, then divides by zero
-
-Revision ID: b0rken000003
-Revises: a1b2c3d4e5f6
-"""
-from alembic import op
-import sqlalchemy as sa
-
-revision = "b0rken000003"
-down_revision = "a1b2c3d4e5f6"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.create_table("ops_broken_probe", sa.Column("id", sa.Integer, primary_key=True))
-    op.execute("SELECT 1/0")
-
-
-def downgrade():
-    op.drop_table("ops_broken_probe")
-'''
 
 
 def test_migration_that_fails_halfway(stack, tmp_path):

@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - depends on the managed host
     HAS_DOCKER_SDK = False
     DOCKER_SDK_ERROR = str(exc)
     APIError = DockerException = ImageNotFound = NotFound = Exception
+    docker = None
 
 LABEL = "io.ktrdr.ops"
 

@@ -109,14 +109,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-try:
-    import docker
-
-    HAS_DOCKER_SDK = True
-    DOCKER_SDK_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the host
-    HAS_DOCKER_SDK = False
-    DOCKER_SDK_ERROR = str(exc)
+from ansible_collections.ktrdr.ops.plugins.module_utils._docker import DOCKER_SDK_ERROR, HAS_DOCKER_SDK, NotFound, docker
 
 
 def summary(inspect):
@@ -148,7 +141,7 @@ def read_with_sdk(module):
     for c in api.containers(all=True, filters={"label": module.params["labels"]}):
         try:
             found.append(api.inspect_container(c["Id"]))
-        except docker.errors.NotFound:
+        except NotFound:
             continue  # removed between the list and the inspection
     return found
 

@@ -203,14 +203,7 @@ from ansible_collections.ktrdr.ops.plugins.module_utils._host import (
     version_at_least,
 )
 
-try:
-    import docker
-
-    HAS_DOCKER_SDK = True
-    DOCKER_SDK_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the host
-    HAS_DOCKER_SDK = False
-    DOCKER_SDK_ERROR = str(exc)
+from ansible_collections.ktrdr.ops.plugins.module_utils._docker import DOCKER_SDK_ERROR, HAS_DOCKER_SDK, docker
 
 GIB = 1024.0 ** 3
 

@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 _src_var    := $(if $(KTRDR_SRC),-e ktrdr_source_dir=$(abspath $(KTRDR_SRC)),)
 
-.PHONY: help venv engine images canary teardown test test-faults test-remote test-gpu bench clean
+.PHONY: help venv venv-dev engine images canary teardown test test-faults test-remote test-gpu bench clean
 
 help:
 	@echo "make canary   build the split images and deploy + prove the canary on local Docker (KTRDR_SRC=/path/to/ktrdr for a real checkout)"
@@ -26,15 +26,23 @@ help:
 	@echo "make test-gpu     the GPU scenario (skips with one line where no NVIDIA GPU/toolkit)"
 	@echo "make bench    run the benchmarks and rewrite docs/benchmarks.md"
 
-# The venv is rebuilt only when the pinned requirements change.
-$(VENV)/.stamp: requirements/dev.txt deploy/reference/requirements/backend.txt deploy/reference/requirements/worker.txt
+# One venv in two layers, each rebuilt only when its pinned requirements change: what running the
+# collection needs (requirements/controller.txt, no torch) and, for the test targets, the test
+# toolchain with the reference service's test requirements (requirements/dev.txt).
+$(VENV)/.stamp-controller: requirements/controller.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements/dev.txt
+	$(PY) -m pip install -q -r requirements/controller.txt
 	mkdir -p .ansible/collections/ansible_collections/ktrdr
 	ln -sfn ../../../.. .ansible/collections/ansible_collections/ktrdr/ops
 	touch $@
 
-venv: $(VENV)/.stamp
+$(VENV)/.stamp-dev: $(VENV)/.stamp-controller requirements/dev.txt deploy/reference/tests/requirements.txt deploy/reference/requirements/backend.txt deploy/reference/requirements/worker.txt
+	$(PY) -m pip install -q -r requirements/dev.txt
+	touch $@
+
+venv: $(VENV)/.stamp-controller
+
+venv-dev: $(VENV)/.stamp-dev
 
 engine:
 	bash scripts/ensure-docker.sh
@@ -48,19 +56,19 @@ canary: venv engine
 teardown: venv engine
 	ansible-playbook -i $(INVENTORY) playbooks/teardown.yml -e ktrdr_purge=$${KTRDR_PURGE:-false}
 
-test: venv engine
+test: venv-dev engine
 	bash tests/run.sh
 
-test-faults: venv engine
+test-faults: venv-dev engine
 	KTRDR_TEST_ONLY=faults bash tests/run.sh
 
-test-remote: venv engine
+test-remote: venv-dev engine
 	molecule test -s remote
 
-test-gpu: venv engine
+test-gpu: venv-dev engine
 	molecule test -s gpu
 
-bench: venv engine
+bench: venv-dev engine
 	bash bench/run.sh
 
 clean:

@@ -56,3 +56,13 @@ attributes:
     membership:
       - ktrdr.ops.api
 """
+
+    ACTIONGROUP_DOCKER = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/ktrdr.ops.docker) in C(module_defaults) to set O(docker_host), the TLS options and O(docker_timeout) once.
+    support: full
+    membership:
+      - ktrdr.ops.docker
+"""

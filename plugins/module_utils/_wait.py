@@ -58,7 +58,7 @@ class PollSchedule:
         base = self._current
         self._current = min(self._current * self.factor, self.max_interval)
         delay = base * (1 + self._rng.uniform(-self.jitter, self.jitter))
-        if expected_in is not None and -expected_in <= self.near_window:
+        if expected_in is not None and expected_in >= -self.near_window:
             delay = min(delay, max(expected_in, self.near_interval))
         return max(0.0, min(delay, self.remaining()))
 

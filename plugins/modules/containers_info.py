@@ -18,6 +18,8 @@ author:
 extends_documentation_fragment:
   - ktrdr.ops._attributes
   - ktrdr.ops._attributes.INFO_MODULE
+  - ktrdr.ops._attributes.ACTIONGROUP_DOCKER
+  - ktrdr.ops._docker
 options:
   labels:
     description:
@@ -26,14 +28,12 @@ options:
     type: list
     elements: str
     required: true
-  docker_host:
-    description:
-      - The Docker daemon to ask. If not set, the environment variable E(DOCKER_HOST) is used, then the local socket.
-    type: str
-    default: unix:///var/run/docker.sock
 requirements:
   - Docker SDK for Python on the managed host (Debian C(python3-docker); the C(ktrdr.ops.docker_host) role installs it), or
     else the C(docker) CLI.
+notes:
+  - With the C(docker) CLI fallback, the engine options reach the CLI as E(DOCKER_HOST), E(DOCKER_TLS_VERIFY), C(--tls),
+    C(--tlscacert), C(--tlscert) and C(--tlskey); O(tls_hostname) needs the SDK.
 seealso:
   - module: community.docker.docker_container_info
   - module: community.docker.docker_host_info
@@ -107,9 +107,10 @@ containers:
 
 import json
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ktrdr.ops.plugins.module_utils._docker import DOCKER_SDK_ERROR, HAS_DOCKER_SDK, NotFound, docker
+from ansible_collections.ktrdr.ops.plugins.module_utils import _docker
+from ansible_collections.ktrdr.ops.plugins.module_utils._docker import DOCKER_SDK_ERROR, HAS_DOCKER_SDK, NotFound
 
 
 def summary(inspect):
@@ -136,7 +137,7 @@ def summary(inspect):
 
 
 def read_with_sdk(module):
-    api = docker.APIClient(base_url=module.params["docker_host"], timeout=30)
+    api = _docker.client_from_params(module.params).api
     found = []
     for c in api.containers(all=True, filters={"label": module.params["labels"]}):
         try:
@@ -147,8 +148,12 @@ def read_with_sdk(module):
 
 
 def read_with_cli(module, docker_bin):
-    env = {"DOCKER_HOST": module.params["docker_host"]}
-    args = [docker_bin, "ps", "--all", "--quiet", "--no-trunc"]
+    try:
+        tls_args, env = _docker.cli_invocation(module.params)
+    except _docker.DockerConfigError as exc:
+        module.fail_json(msg=str(exc))
+    docker_cmd = [docker_bin] + tls_args
+    args = docker_cmd + ["ps", "--all", "--quiet", "--no-trunc"]
     for label in module.params["labels"]:
         args += ["--filter", "label=%s" % label]
     rc, out, err = module.run_command(args, environ_update=env)
@@ -158,7 +163,7 @@ def read_with_cli(module, docker_bin):
     if not ids:
         return []
     # A container removed in between makes `docker inspect` exit 1 but still print the others.
-    rc, out, err = module.run_command([docker_bin, "inspect"] + ids, environ_update=env)
+    rc, out, err = module.run_command(docker_cmd + ["inspect"] + ids, environ_update=env)
     try:
         return json.loads(out or "[]")
     except ValueError:
@@ -166,13 +171,12 @@ def read_with_cli(module, docker_bin):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            labels=dict(type="list", elements="str", required=True),
-            docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),
-        ),
-        supports_check_mode=True,
+    argument_spec = _docker.docker_argument_spec()
+    argument_spec.update(
+        labels=dict(type="list", elements="str", required=True),
     )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    _docker.check_module_params(module)
     if not module.params["labels"]:
         module.fail_json(msg="labels must name at least one label (key=value), for example io.ktrdr.project=ktrdr-local")
     docker_bin = module.get_bin_path("docker")

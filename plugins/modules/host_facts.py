@@ -23,12 +23,9 @@ extends_documentation_fragment:
   - ktrdr.ops._attributes
   - ktrdr.ops._attributes.INFO_MODULE
   - ktrdr.ops._attributes.FACTS
+  - ktrdr.ops._attributes.ACTIONGROUP_DOCKER
+  - ktrdr.ops._docker
 options:
-  docker_host:
-    description:
-      - The Docker daemon to ask. If not set, the environment variable E(DOCKER_HOST) is used, then the local socket.
-    type: str
-    default: unix:///var/run/docker.sock
   min_docker_version:
     description:
       - Least Docker engine version, for example V(20.10). Without it the engine only has to answer.
@@ -79,6 +76,9 @@ requirements:
   - docker (Docker SDK for Python) for the engine facts; the C(docker) CLI is used as a fallback
 notes:
   - The module only reads; it runs C(docker buildx version), C(nvidia-smi) and (without the SDK) C(docker info).
+  - With the C(docker) CLI fallback, the engine options reach the CLI as E(DOCKER_HOST), E(DOCKER_TLS_VERIFY), C(--tls),
+    C(--tlscacert), C(--tlscert) and C(--tlskey); O(tls_hostname) needs the SDK. C(docker buildx version) only runs the
+    local plugin and does not use them.
   - Ports are read from C(/proc/net/tcp) and C(/proc/net/tcp6) of the host's network namespace (Linux only) and from the
     published ports of running containers.
 seealso:
@@ -190,7 +190,7 @@ import json
 import os
 import shutil
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ktrdr.ops.plugins.module_utils._host import (
     GPU_QUERY,
@@ -203,6 +203,7 @@ from ansible_collections.ktrdr.ops.plugins.module_utils._host import (
     version_at_least,
 )
 
+from ansible_collections.ktrdr.ops.plugins.module_utils import _docker
 from ansible_collections.ktrdr.ops.plugins.module_utils._docker import DOCKER_SDK_ERROR, HAS_DOCKER_SDK, docker
 
 GIB = 1024.0 ** 3
@@ -231,7 +232,7 @@ class HostFacts:
                      cdi_spec_dirs=[], sdk_version=docker.__version__ if HAS_DOCKER_SDK else None, via=None, error=None)
         if HAS_DOCKER_SDK:
             try:
-                client = docker.DockerClient(base_url=host, timeout=15)
+                client = _docker.client_from_params(self.p)
                 version = client.version()
                 info = client.info()
                 self._containers = client.api.containers()
@@ -242,9 +243,13 @@ class HostFacts:
         else:
             version = info = None
             if self.docker_bin:
-                env = {"DOCKER_HOST": host} if host else {}
-                rc, out, err = self.module.run_command([self.docker_bin, "version", "--format", "{{json .Server}}"], environ_update=env)
-                rc2, out2, err2 = self.module.run_command([self.docker_bin, "info", "--format", "{{json .}}"], environ_update=env)
+                try:
+                    tls_args, env = _docker.cli_invocation(self.p)
+                except _docker.DockerConfigError as exc:
+                    self.module.fail_json(msg=str(exc))
+                docker_cmd = [self.docker_bin] + tls_args
+                rc, out, err = self.module.run_command(docker_cmd + ["version", "--format", "{{json .Server}}"], environ_update=env)
+                rc2, out2, err2 = self.module.run_command(docker_cmd + ["info", "--format", "{{json .}}"], environ_update=env)
                 if rc == 0 and rc2 == 0:
                     try:
                         version = json.loads(out)
@@ -417,21 +422,20 @@ class HostFacts:
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),
-            min_docker_version=dict(type="str"),
-            require_buildx=dict(type="bool", default=False),
-            require_gpu=dict(type="bool", default=False),
-            required_cuda=dict(type="str"),
-            required_disk_gb=dict(type="float"),
-            disk_path=dict(type="path"),
-            ports=dict(type="list", elements="int", default=[]),
-            allow_port_owners=dict(type="list", elements="str", default=[]),
-            fail_on_failed_checks=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
+    argument_spec = _docker.docker_argument_spec()
+    argument_spec.update(
+        min_docker_version=dict(type="str"),
+        require_buildx=dict(type="bool", default=False),
+        require_gpu=dict(type="bool", default=False),
+        required_cuda=dict(type="str"),
+        required_disk_gb=dict(type="float"),
+        disk_path=dict(type="path"),
+        ports=dict(type="list", elements="int", default=[]),
+        allow_port_owners=dict(type="list", elements="str", default=[]),
+        fail_on_failed_checks=dict(type="bool", default=False),
     )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    _docker.check_module_params(module)
     bad = [p for p in module.params["ports"] if not 0 < p < 65536]
     if bad:
         module.fail_json(msg="ports must be TCP port numbers 1-65535, got %s" % ", ".join(map(str, bad)))

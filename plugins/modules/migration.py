@@ -23,12 +23,22 @@ author:
   - ktrdr.ops maintainers (@ktrdr-ops)
 extends_documentation_fragment:
   - ktrdr.ops._attributes
+  - ktrdr.ops._attributes.ACTIONGROUP_DOCKER
+  - ktrdr.ops._docker
 attributes:
   check_mode:
-    support: full
+    support: partial
     details:
-      - Starts the runner (a short-lived container or an exec) to read the revisions, and lists the pending revisions
-        without taking the lock or changing the database.
+      - The database, the backup directory and the engine's images, networks and containers are left as they were, but check
+        mode is not free of actions. To read the revisions it still runs the runner once, as a real run does.
+      - With O(image) it creates and starts a one-shot container of O(image) (named C(ktrdr-ops-migration-<random>), label
+        C(io.ktrdr.ops=migration)) on O(network) and removes it when the runner has finished or O(timeout) has passed.
+        With O(container) it runs the runner with C(docker exec) in that container.
+      - The runner connects to the database (as O(db_user), or the container's own user with O(container)) and reads the
+        C(alembic_version) table and the image's revision graph. It does not take the advisory lock, does not run alembic and writes nothing.
+      - Nothing is dumped (no C(pg_dump), no file in O(backup_dir)).
+      - The result is C(changed=true) with RV(pending) listing the revisions a real run would apply, or C(changed=false)
+        when there is nothing to do.
   diff_mode:
     support: full
     details:
@@ -98,6 +108,9 @@ options:
   env:
     description:
       - Extra environment variables for the one-shot container or the exec (for example C(KTRDR_ENV)).
+      - They may carry secrets, so the option is C(no_log). Each of its values is masked (C(********)) wherever it
+        appears in the module's result, alembic's output included. A value that also occurs in other text (V(1), V(true))
+        is masked there too, inside revision ids and messages; leave such non-secret settings to the image or the container.
     type: dict
     default: {}
   workdir:
@@ -117,13 +130,11 @@ options:
   timeout:
     description:
       - Seconds one runner may take (lock wait included) before it is stopped and the module fails.
+      - The engine requests that last as long as the runner (waiting for the one-shot container, the exec, the C(pg_dump)
+        stream) wait up to this plus 60 seconds (or O(docker_timeout), if that is longer); every other request to the engine
+        waits up to O(docker_timeout).
     type: float
     default: 600
-  docker_host:
-    description:
-      - The Docker daemon. If not set, the environment variable E(DOCKER_HOST) is used, then the local socket.
-    type: str
-    default: unix:///var/run/docker.sock
 requirements:
   - docker (Docker SDK for Python) on the managed host
 notes:
@@ -231,7 +242,7 @@ import os
 import re
 import time
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.ktrdr.ops.plugins.module_utils import _docker
@@ -260,8 +271,13 @@ class Migrator:
         self.result = dict(changed=False, output="")
         self.start = time.time()
         try:
-            self.cli = _docker.client(self.p["docker_host"], self.p["timeout"] + 60)
+            # Quick requests (ping, inspect) wait docker_timeout; the runner's and the backup's as long as the run may take.
+            self.cli = _docker.client_from_params(self.p)
             self.cli.ping()
+            self.run_cli = _docker.client_from_params(self.p, timeout=max(self.p["docker_timeout"], int(self.p["timeout"]) + 60),
+                                                      version=self.cli.api.api_version)
+        except _docker.DockerConfigError as exc:
+            self.fail(str(exc))
         except Exception as exc:
             self.fail("Cannot reach the Docker engine at %s: %s" % (self.p["docker_host"], to_native(exc)))
         self.network = None
@@ -317,10 +333,10 @@ class Migrator:
         where = "image %s" % self.p["image"] if self.p["image"] else "container %s" % self.p["container"]
         try:
             if self.p["image"]:
-                rc, output = _docker.run_oneshot(self.cli, self.p["image"], command, env, network=self.network,
+                rc, output = _docker.run_oneshot(self.run_cli, self.p["image"], command, env, network=self.network,
                                                  workdir=self.p["workdir"], timeout=remaining, purpose="migration")
             else:
-                rc, output = _docker.exec_in(self.cli, self.p["container"], command, environment=env, workdir=self.p["workdir"])
+                rc, output = _docker.exec_in(self.run_cli, self.p["container"], command, environment=env, workdir=self.p["workdir"])
         except _docker.DockerRunError as exc:
             self.fail("Migration runner in %s failed: %s" % (where, exc), output=exc.output or "")
         except _docker.DockerException as exc:
@@ -344,7 +360,7 @@ class Migrator:
         cmd = ["pg_dump", "--format=custom", "--username", self.p["db_user"] or "ktrdr", "--dbname", db_name]
         env = {"PGPASSWORD": self.p["db_password"]} if self.p["db_password"] else None
         try:
-            rc, err, size = _docker.exec_to_file(self.cli, self.p["backup_container"], cmd, path, environment=env)
+            rc, err, size = _docker.exec_to_file(self.run_cli, self.p["backup_container"], cmd, path, environment=env)
         except (_docker.DockerRunError, _docker.DockerException, OSError) as exc:
             self.fail("Backup before migrating failed (nothing migrated): %s" % to_native(exc))
         if rc != 0:
@@ -436,27 +452,28 @@ def _last_error(output):
 
 
 def main():
+    argument_spec = _docker.docker_argument_spec()
+    argument_spec.update(
+        image=dict(type="str"),
+        container=dict(type="str"),
+        network=dict(type="str"),
+        db_host=dict(type="str"),
+        db_port=dict(type="int", default=5432),
+        db_name=dict(type="str"),
+        db_user=dict(type="str"),
+        db_password=dict(type="str", no_log=True),
+        target=dict(type="str", default="head"),
+        allow_downgrade=dict(type="bool", default=False),
+        backup_dir=dict(type="path"),
+        backup_container=dict(type="str"),
+        env=dict(type="dict", default={}, no_log=True),
+        workdir=dict(type="path", default="/app"),
+        lock_timeout=dict(type="float", default=300.0),
+        lock_key=dict(type="int", no_log=False),
+        timeout=dict(type="float", default=600.0),
+    )
     module = AnsibleModule(
-        argument_spec=dict(
-            image=dict(type="str"),
-            container=dict(type="str"),
-            network=dict(type="str"),
-            db_host=dict(type="str"),
-            db_port=dict(type="int", default=5432),
-            db_name=dict(type="str"),
-            db_user=dict(type="str"),
-            db_password=dict(type="str", no_log=True),
-            target=dict(type="str", default="head"),
-            allow_downgrade=dict(type="bool", default=False),
-            backup_dir=dict(type="path"),
-            backup_container=dict(type="str"),
-            env=dict(type="dict", default={}),
-            workdir=dict(type="path", default="/app"),
-            lock_timeout=dict(type="float", default=300.0),
-            lock_key=dict(type="int", no_log=False),
-            timeout=dict(type="float", default=600.0),
-            docker_host=dict(type="str", default="unix:///var/run/docker.sock", fallback=(env_fallback, ["DOCKER_HOST"])),
-        ),
+        argument_spec=argument_spec,
         supports_check_mode=True,
         mutually_exclusive=[("image", "container")],
         required_one_of=[("image", "container")],
@@ -464,6 +481,7 @@ def main():
     )
     if not _docker.HAS_DOCKER_SDK:
         module.fail_json(msg=missing_required_lib("docker (Docker SDK for Python)"), exception=_docker.DOCKER_SDK_ERROR)
+    _docker.check_module_params(module)
     if module.params["image"] and not module.params["db_host"]:
         module.fail_json(msg="db_host is required with image: the one-shot container needs to know where the database is "
                              "(the database container's name on its network)")

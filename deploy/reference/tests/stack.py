@@ -91,7 +91,7 @@ class PostgresServer:
 
     def _run(self, *args: str) -> subprocess.CompletedProcess:
         cmd = (["runuser", "-u", "postgres", "--"] if self.as_root else []) + list(args)
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root, check=False)
         if proc.returncode != 0:
             log = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): {proc.stderr or proc.stdout}\n{log}")
@@ -121,7 +121,7 @@ class PostgresServer:
         password = SUPERUSER_PASSWORD if user == "postgres" else DB_PASSWORD
         proc = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", user,
                                "-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
-                              capture_output=True, text=True, env={**os.environ, "PGPASSWORD": password})
+                              capture_output=True, text=True, env={**os.environ, "PGPASSWORD": password}, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"psql failed: {proc.stderr.strip()} (SQL: {sql})")
         return proc.stdout.strip()
@@ -150,7 +150,7 @@ def migrate(db_env: dict[str, str], revision: str = "head", command: str = "upgr
     """``python -m alembic <command> <revision>`` from deploy/reference, like the images run it."""
     args = [command] + ([revision] if revision else [])
     proc = subprocess.run([PYTHON, "-m", "alembic", *args], cwd=REFERENCE_DIR,
-                          env=clean_env(db_env), capture_output=True, text=True, timeout=120)
+                          env=clean_env(db_env), capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"alembic {command} {revision} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -81,7 +81,7 @@ def test_progress_is_proxied_from_the_worker(c, backend):
 
 
 def test_retraining_makes_a_new_version(c, backend, minimal_training, models_dir):
-    _, op = train(c, backend, "v3_minimal")
+    _start, op = train(c, backend, "v3_minimal")
     assert op["status"] == "completed", op["error_message"]
     assert op["result_summary"]["model_path"] == str(models_dir / "v3_minimal" / "1h_v2")
     assert os.readlink(models_dir / "v3_minimal" / "1h_latest") == "1h_v2"
@@ -108,7 +108,7 @@ def test_backtest_trades_with_the_trained_model(c, backend, minimal_training):
 
 
 def test_backtest_without_model_path_uses_latest_and_says_so(c, backend, minimal_training, models_dir):
-    _, op = backtest(c, backend, "v3_minimal")
+    _start, op = backtest(c, backend, "v3_minimal")
     assert op["status"] == "completed", op["error_message"]
     latest = str(models_dir / "v3_minimal" / "1h_latest")
     assert op["result_summary"]["model_path"] == latest
@@ -117,10 +117,10 @@ def test_backtest_without_model_path_uses_latest_and_says_so(c, backend, minimal
 
 
 def test_biased_strategy_reports_zero_trades_and_the_dominant_signal(c, backend):
-    _, trained = train(c, backend, "v3_sell_bias")
+    _start, trained = train(c, backend, "v3_sell_bias")
     assert trained["status"] == "completed", trained["error_message"]
     assert trained["result_summary"]["data_summary"]["train_label_distribution"]["BUY"] == 0
-    _, op = backtest(c, backend, "v3_sell_bias", model_path=trained["result_summary"]["model_path"])
+    _start, op = backtest(c, backend, "v3_sell_bias", model_path=trained["result_summary"]["model_path"])
     result = op["result_summary"]
     assert op["status"] == "completed" and result["trade_count"] == 0
     dist = result["signal_distribution"]
@@ -131,7 +131,7 @@ def test_biased_strategy_reports_zero_trades_and_the_dominant_signal(c, backend)
 
 
 def test_backtest_with_a_missing_model_fails_the_operation(c, backend, models_dir):
-    _, op = backtest(c, backend, "v3_e2e_test", model_path=str(models_dir / "v3_e2e_test" / "1h_v99"))
+    _start, op = backtest(c, backend, "v3_e2e_test", model_path=str(models_dir / "v3_e2e_test" / "1h_v99"))
     assert op["status"] == "failed"
     assert "Model directory not found" in op["error_message"] and "/app/models" in op["error_message"]
 

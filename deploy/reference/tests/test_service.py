@@ -14,7 +14,7 @@ def run_py(code: str, extra_env: dict | None = None, pythonpath: list[Path] | No
     env = clean_env(extra_env or {})
     if pythonpath:
         env["PYTHONPATH"] = ":".join([*map(str, pythonpath), env["PYTHONPATH"]])
-    return subprocess.run([PYTHON, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([PYTHON, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def import_blocker(root: Path, *names: str) -> Path:
@@ -51,7 +51,7 @@ def test_backend_imports_where_torch_and_numpy_are_absent(no_ml):
 def test_worker_without_torch_fails_fast_with_a_clear_message(no_torch, module):
     env = clean_env({"PYTHONPATH": f"{no_torch}:{REFERENCE_DIR}"})
     out = subprocess.run([PYTHON, "-m", "uvicorn", f"{module}:app", "--port", str(free_port())],
-                         cwd=REFERENCE_DIR, env=env, capture_output=True, text=True, timeout=60)
+                         cwd=REFERENCE_DIR, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 3
     assert "FATAL: this ktrdr worker needs PyTorch" in out.stderr
 

@@ -120,7 +120,7 @@ def test_reregistration_is_idempotent_and_same_url_evicts(ctx):
     backtesting = ctx.workers["backtesting"]
     body = {"worker_id": "backtesting-w1", "worker_type": "backtesting", "endpoint_url": backtesting.url,
             "capabilities": {"gpu": False}}
-    for _ in range(2):
+    for _attempt in range(2):
         assert ctx.c.post("/workers/register", json=body).status_code == 200
     assert len(ctx.c.get("/workers").json()) == 2
     # A new id on the same URL (a restarted worker without a stable id) evicts the old entry ...

@@ -47,6 +47,14 @@ def is_reference(report):
     return pyproject.is_file() and "Reference ktrdr service" in pyproject.read_text()
 
 
+def test_built_from_the_collection_under_test(report):
+    """make test runs this scenario against the collection installed from its tarball (KTRDR_COLLECTIONS_PATH)."""
+    installed = os.environ.get("KTRDR_COLLECTIONS_PATH")
+    expected = Path(installed) if installed else REPO
+    assert Path(report["source_dir"]).resolve().is_relative_to(expected.resolve()), (
+        f"images.json says the source was {report['source_dir']}, not inside {expected}")
+
+
 def _host(request, key):
     inventory = request.config.option.ansible_inventory
     return testinfra.get_host(f"ansible://{INSTANCES[key]}", ansible_inventory=inventory)

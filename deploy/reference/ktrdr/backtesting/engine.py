@@ -66,7 +66,10 @@ def _metrics(equity: np.ndarray, trades: list[dict[str, Any]], initial: float, b
     wins = [t for t in trades if t["pnl"] > 0]
     losses = [t for t in trades if t["pnl"] <= 0]
     gross_win, gross_loss = sum(t["pnl"] for t in wins), -sum(t["pnl"] for t in losses)
-    mean = lambda xs: float(np.mean(xs)) if xs else 0.0  # noqa: E731
+
+    def mean(xs: list[float]) -> float:
+        return float(np.mean(xs)) if xs else 0.0
+
     return {
         "total_return": total_return, "total_return_pct": total_return / initial * 100,
         "annualized_return": annualized * 100, "volatility": vol,
@@ -131,27 +134,27 @@ def run_backtest(job: Job, *, strategy_name: str, model_name: str, symbol: str, 
     trades: list[dict[str, Any]] = []
     close, times = base.close, base.times
 
-    def close_position(k: int, bar: int, reason: str) -> None:
+    def close_position(k: int, bar_idx: int, reason: str) -> None:
         nonlocal cash, units, entry
-        price = close[bar] * (1 - slippage)
+        price = close[bar_idx] * (1 - slippage)
         proceeds = units * price * (1 - commission)
-        trades.append({"entry_time": str(times[entry[0]]), "exit_time": str(times[bar]), "entry_price": entry[1],
+        trades.append({"entry_time": str(times[entry[0]]), "exit_time": str(times[bar_idx]), "entry_price": entry[1],
                        "exit_price": price, "units": units, "pnl": proceeds - entry[2],
                        "bars_held": k - entry[3], "exit_reason": reason})
         cash, units, entry = cash + proceeds, 0.0, None
 
-    for k, bar in enumerate(idx):  # decisions act on the bar's close, one bar at a time
+    for k, bar_idx in enumerate(idx):  # decisions act on the bar's close, one bar at a time
         signal = signals[k]
         if signal == BUY and units == 0.0:
-            price = close[bar] * (1 + slippage)
+            price = close[bar_idx] * (1 + slippage)
             cost = cash
             units = cash / (price * (1 + commission))
-            entry, cash = (bar, price, cost, k), 0.0
+            entry, cash = (bar_idx, price, cost, k), 0.0
         elif signal == SELL and units > 0.0:
-            close_position(k, bar, "signal")
-        equity[k] = cash + units * close[bar]
+            close_position(k, bar_idx, "signal")
+        equity[k] = cash + units * close[bar_idx]
         if k % 500 == 0:
-            job.progress(5 + 90 * k / len(idx), f"Backtesting {symbol} {timeframe} [{str(times[bar])[:10]}]",
+            job.progress(5 + 90 * k / len(idx), f"Backtesting {symbol} {timeframe} [{str(times[bar_idx])[:10]}]",
                          items_processed=k, items_total=len(idx))
     if units > 0.0:
         close_position(len(idx) - 1, idx[-1], "end_of_data")

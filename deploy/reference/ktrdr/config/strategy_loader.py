@@ -123,7 +123,10 @@ def training_params(config: dict[str, Any]) -> dict[str, Any]:
     """epochs/batch_size/learning_rate from model.training, else top-level training (both occur)."""
     model_training = (config.get("model") or {}).get("training") or {}
     top = config.get("training") or {}
-    pick = lambda key, default: model_training.get(key, top.get(key, default))  # noqa: E731
+
+    def pick(key: str, default: Any) -> Any:
+        return model_training.get(key, top.get(key, default))
+
     labels = {**DEFAULT_LABELS, **(top.get("labels") or {})}
     split = {**DEFAULT_SPLIT, **(top.get("data_split") or {})}
     return {"epochs": int(pick("epochs", 10)), "batch_size": int(pick("batch_size", 32)),

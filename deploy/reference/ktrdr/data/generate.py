@@ -30,7 +30,7 @@ DEFAULT_SEED = 42
 
 
 def bar_times(timeframe: str):
-    step, t, end, _ = TIMEFRAMES[timeframe]
+    step, t, end = TIMEFRAMES[timeframe][:3]
     while t <= end:
         if t.weekday() < 5:  # FX trades on weekdays
             yield t
@@ -81,7 +81,7 @@ def write_if_changed(path: Path, content: bytes) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--data-dir", required=True, type=Path)
     parser.add_argument("--symbols", default="EURUSD,GBPUSD")
     parser.add_argument("--timeframes", default="1h,1d")

@@ -132,7 +132,7 @@ def train_strategy(job: Job, strategy_yaml: str, strategy_path: str | None, symb
     label_counts = {s: int(c) for s, c in zip(SIGNALS, np.bincount(y_train, minlength=len(SIGNALS)))}
     data_summary = {"symbols": symbols, "timeframes": timeframes, "start_date": start_date, "end_date": end_date,
                     "first_bar": span["first_bar"], "last_bar": span["last_bar"],
-                    "total_samples": int(sum(len(y) for _, y in sets.values())),
+                    "total_samples": int(sum(len(labels) for _features, labels in sets.values())),
                     "train_samples": int(len(y_train)), "feature_count": len(features),
                     "train_label_distribution": label_counts}
     training_metrics = {"epochs_trained": epochs, "final_train_loss": history[-1]["train_loss"],

@@ -105,5 +105,3 @@ class OperationsRepository:
                 OperationRecord.status.in_(ACTIVE),
                 or_(OperationRecord.is_backend_local.is_(False), OperationRecord.is_backend_local.is_(None))))
             return list(rows.scalars().all())
-
-

@@ -64,7 +64,7 @@ def strategy_info(stem: str, config: dict[str, Any], version: int | None = None)
         "indicators": [{"name": k, **(v or {})} for k, v in (config.get("indicators") or {}).items()],
         "fuzzy_config": config.get("fuzzy_sets") or {},
         "training_status": "trained" if versions else "untrained",
-        "available_versions": [n for n, _ in versions],
+        "available_versions": [number for number, _path in versions],
         "latest_version": versions[-1][0] if versions else None,
         "latest_training_date": trained_at,
         "latest_metrics": metrics,
@@ -93,4 +93,3 @@ def read_cwd_strategy(name: str) -> tuple[Path, str]:
     if not path.is_file():
         raise HTTPException(404, detail=f"Strategy not found: {name}.yaml in {base}")
     return path, path.read_text(encoding="utf-8")
-

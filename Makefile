@@ -36,8 +36,13 @@ $(VENV)/.stamp-controller: requirements/controller.txt
 	ln -sfn ../../../.. .ansible/collections/ansible_collections/ktrdr/ops
 	touch $@
 
-$(VENV)/.stamp-dev: $(VENV)/.stamp-controller requirements/dev.txt deploy/reference/tests/requirements.txt deploy/reference/requirements/backend.txt deploy/reference/requirements/worker.txt
-	$(PY) -m pip install -q -r requirements/dev.txt
+# The reference service runs in-process for its own tests: its locked dependencies with the ml
+# extra, as uv exports them, less torch's CUDA satellites (the host's pip takes the CPU build of
+# torch that lies on disk).
+$(VENV)/.stamp-dev: $(VENV)/.stamp-controller requirements/dev.txt deploy/reference/uv.lock
+	$(VENV)/bin/uv export --quiet --frozen --no-dev --no-hashes --no-emit-project --no-annotate --no-header \
+	  --extra ml --project deploy/reference | grep -Ev '^(triton|nvidia-|cuda-)' > $(VENV)/reference-requirements.txt
+	$(PY) -m pip install -q -r requirements/dev.txt -r $(VENV)/reference-requirements.txt
 	touch $@
 
 venv: $(VENV)/.stamp-controller

@@ -4,8 +4,9 @@ Usage: healthcheck.py DEFAULT_PORT PATH
 
 The port is, in this order: $KTRDR_HEALTHCHECK_PORT, the `--port N` of the command the container
 runs (PID 1 is tini, whose command line carries uvicorn's), DEFAULT_PORT. So one image serves a
-backtest worker on 5003 and a training worker on 5004 without a healthcheck override. ktrdr
-workers answer 200 even when unhealthy, so a JSON body with "healthy": false fails the check too.
+backtest worker on 5003 and a training worker on 5004 without a healthcheck override. A JSON
+body with "healthy": false fails the check too (ktrdr answers 200 even when unhealthy). Workers are
+checked on / and never on /health, which ktrdr's workers take for the backend (see the Dockerfiles).
 """
 
 import json

@@ -237,10 +237,12 @@ def network_of(cli, container_name):
     return (user_nets or [None])[0]
 
 
-def run_oneshot(cli, image, command, environment, network=None, workdir=None, timeout=600, purpose="oneshot", user=None):
+def run_oneshot(cli, image, command, environment, network=None, workdir=None, timeout=600, purpose="oneshot", user=None,
+                entrypoint=None, volumes=None):
     """Run ``command`` in a fresh container of ``image``; return (exit code, combined output).
 
-    The container is always removed. On timeout it is killed and DockerRunError carries its output so far.
+    ``volumes`` as the SDK takes them ({name: {"bind": path, "mode": "ro"}}). The container is always
+    removed. On timeout it is killed and DockerRunError carries its output so far.
     """
     name = "ktrdr-ops-%s-%s" % (purpose, uuid.uuid4().hex[:8])
     kwargs = dict(
@@ -255,6 +257,10 @@ def run_oneshot(cli, image, command, environment, network=None, workdir=None, ti
         kwargs["network"] = network
     if user:
         kwargs["user"] = user
+    if entrypoint:
+        kwargs["entrypoint"] = entrypoint
+    if volumes:
+        kwargs["volumes"] = volumes
     container = cli.containers.run(image, **kwargs)
     try:
         try:

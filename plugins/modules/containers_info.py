@@ -11,8 +11,8 @@ version_added: 0.1.0
 description:
   - Lists the containers that carry every label of O(labels) (running or not) and inspects each one, in one module run,
     where C(community.docker.docker_container_info) needs one run per container.
-  - Returns only what a deployment check needs (state, health, start time, restarts, image, labels), never the
-    containers' environment, so the result carries no secret and needs no C(no_log).
+  - Returns only what a deployment check needs (state, health, start time, restarts, image, labels, and on request the
+    last lines of each log), never the containers' environment. Values listed in O(redact) are masked in the logs.
 author:
   - ktrdr.ops maintainers (@ktrdr-ops)
 extends_documentation_fragment:
@@ -28,6 +28,18 @@ options:
     type: list
     elements: str
     required: true
+  log_lines:
+    description:
+      - Also return the last this many lines of each container's log (stdout and stderr) as RV(containers[].log_tail), so
+        that a failed health wait can quote why a container crash-loops. V(0) reads no log.
+    type: int
+    default: 0
+  redact:
+    description:
+      - Strings (secrets such as the database password) replaced by C(********) wherever they appear in the returned logs.
+    type: list
+    elements: str
+    default: []
 requirements:
   - Docker SDK for Python on the managed host (Debian C(python3-docker); the C(ktrdr.ops.docker_host) role installs it), or
     else the C(docker) CLI.
@@ -99,6 +111,9 @@ containers:
     labels:
       description: The container's labels.
       type: dict
+    log_tail:
+      description: The last O(log_lines) lines of its log, O(redact) masked; empty with O(log_lines=0).
+      type: str
   sample:
     - {name: ktrdr-local-backend, id: 3f2a..., image: "ktrdr-backend:3f2a9c1d0b7e", image_id: "sha256:9b1c...", state: running,
        health: healthy, health_log: "", started_at: "2026-11-22T21:55:02.123456789Z", finished_at: "0001-01-01T00:00:00Z",
@@ -133,7 +148,19 @@ def summary(inspect):
         error=state.get("Error") or "",
         restart_count=inspect.get("RestartCount", 0),
         labels=config.get("Labels") or {},
+        log_tail=_text(inspect.get("_log_tail", "")),
     )
+
+
+def _text(log):
+    return log.decode("utf-8", "replace") if isinstance(log, bytes) else log
+
+
+def redacted(text, secrets):
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "********")
+    return text
 
 
 def read_with_sdk(module):
@@ -141,7 +168,10 @@ def read_with_sdk(module):
     found = []
     for c in api.containers(all=True, filters={"label": module.params["labels"]}):
         try:
-            found.append(api.inspect_container(c["Id"]))
+            inspect = api.inspect_container(c["Id"])
+            if module.params["log_lines"]:
+                inspect["_log_tail"] = api.logs(c["Id"], stdout=True, stderr=True, tail=module.params["log_lines"])
+            found.append(inspect)
         except NotFound:
             continue  # removed between the list and the inspection
     return found
@@ -165,15 +195,22 @@ def read_with_cli(module, docker_bin):
     # A container removed in between makes `docker inspect` exit 1 but still print the others.
     rc, out, err = module.run_command(docker_cmd + ["inspect"] + ids, environ_update=env)
     try:
-        return json.loads(out or "[]")
+        found = json.loads(out or "[]")
     except ValueError:
         raise RuntimeError(err.strip() or "docker inspect printed no JSON")
+    for inspect in found if module.params["log_lines"] else []:
+        rc, out, err = module.run_command(docker_cmd + ["logs", "--tail", str(module.params["log_lines"]), inspect["Id"]],
+                                          environ_update=env)
+        inspect["_log_tail"] = out + err
+    return found
 
 
 def main():
     argument_spec = _docker.docker_argument_spec()
     argument_spec.update(
         labels=dict(type="list", elements="str", required=True),
+        log_lines=dict(type="int", default=0),
+        redact=dict(type="list", elements="str", default=[], no_log=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     _docker.check_module_params(module)
@@ -188,7 +225,10 @@ def main():
     except Exception as exc:  # the SDK raises its own errors and requests' ones; each means "cannot ask the engine"
         module.fail_json(msg="Cannot read the containers from the Docker engine at %s: %s. Is the engine running, and may "
                              "this user use it (group docker)?" % (module.params["docker_host"], exc))
-    module.exit_json(changed=False, containers=sorted((summary(c) for c in found), key=lambda c: c["name"]))
+    containers = sorted((summary(c) for c in found), key=lambda c: c["name"])
+    for c in containers:
+        c["log_tail"] = redacted(c["log_tail"], module.params["redact"]).strip()
+    module.exit_json(changed=False, containers=containers)
 
 
 if __name__ == "__main__":

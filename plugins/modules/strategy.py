@@ -9,8 +9,18 @@ module: strategy
 short_description: Validate, install and confirm ktrdr strategy files
 version_added: 0.1.0
 description:
-  - Validates ktrdr v3 strategy YAML on the managed host first (it parses, has the required v3 keys, references between
-    indicators, fuzzy sets and C(nn_inputs) resolve, and C(name) equals the file stem), and fails naming the file, the key and the fix.
+  - Validates ktrdr v3 strategy YAML on the managed host first, by ktrdr's own rules (its C(StrategyConfigurationV3) model
+    and C(validate_v3_strategy), as the backend's validate endpoint applies them), so a file is accepted or rejected here
+    as ktrdr judges it, and fails naming the file and quoting ktrdr's reason. Needs PyYAML on the host, not pydantic.
+  - Those rules include the required keys (C(name), C(training_data), C(indicators), C(fuzzy_sets), C(nn_inputs), C(model),
+    C(decisions), C(training)); C(training_data.symbols.mode) (V(single) or V(multi_symbol)) and C(training_data.timeframes.mode)
+    (V(single) or V(multi_timeframe), with at least two timeframes) and C(history_required) of at least 50; every
+    C(nn_inputs) entry naming exactly one of C(fuzzy_set) or C(raw_indicator), with C(timeframes), and C(normalization)
+    (V(minmax), V(zscore) or V(none)) only for a C(raw_indicator); references between indicators (C(id) or C(id.output)
+    of a multi-output indicator), fuzzy sets, C(nn_inputs), timeframes and C(context_data) resolving; and
+    C(decisions.output_format) V(classification) or V(regression) (which needs C(decisions.cost_model)).
+    Unknown indicator types are not checked, as ktrdr's v3 validation does not check them.
+  - "The name check is ours, not ktrdr's: see O(name_check)."
   - Installs the files as C(<dest_dir>/<name>.yaml), the directory that the backend and the workers read (mounted at
     C(/app/strategies) and named by C(STRATEGIES_DIR) in the containers). A file is only rewritten when its SHA-256 differs.
   - Then confirms through the backend that it sees each file and accepts it (C(POST /api/v1/strategies/validate/{name})),

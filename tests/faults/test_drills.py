@@ -15,9 +15,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
+import requests
 
 from drill import (
     BUILD_DIR, CANARY_STRATEGY, DOCKER, HERE, PROJECT, ROOT, ROOT_DIR, ansible, ansible_ok, api, backend_serves,
@@ -30,6 +32,7 @@ BACKEND = PROJECT + "-backend"
 BACKTEST = PROJECT + "-backtest-1"
 TRAINING = PROJECT + "-training-1"
 TRAINING_PORT = 30004
+BACKTEST_PORT = 30003
 HEAD = "a1b2c3d4e5f6"
 REVISIONS = "6bfcfd0a377f, a1b2c3d4e5f6"
 
@@ -148,6 +151,57 @@ def test_backend_restart_workers_reregister(stack):
     listed = wait_for("every worker to register again", all_available, 120)
     print("workers registered again %.1f s after the restart: %s" % (time.monotonic() - t0, sorted(listed)))
     run_operations()
+
+
+def _all_available(stack):
+    w = workers()
+    return w if set(stack) <= {i for i, v in w.items() if v["status"] == "available"} else None
+
+
+def test_backend_killed_workers_reregister(stack):
+    """docker kill + start of the backend: the workers get no shutdown notice, and the new
+    backend's registry is empty. Each worker notices that the backend stopped health-checking it
+    (ktrdr's rule: 30 s of silence, checked every 10 s), asks for its registration and registers
+    again, within 60 s. The Docker health checks call GET /, so they do not hide the silence."""
+    container(BACKEND).kill()
+    t0 = time.monotonic()
+    container(BACKEND).start()
+    wait_for("the backend to serve again", backend_serves, 120)
+    listed = wait_for("every worker to register again", lambda: _all_available(stack), 60)
+    print("workers registered again %.1f s after the kill: %s" % (time.monotonic() - t0, sorted(listed)))
+
+
+def test_site_repairs_a_worker_that_lost_its_registration(stack):
+    """A worker that cannot notice the restart (here: something polls its GET /health, as a
+    health check on /health would) stays unregistered after a backend kill. site.yml does not time
+    out on it: past workers_registration_grace it restarts exactly the workers the backend does not
+    list, they register at start-up, and the run converges."""
+    stop = threading.Event()
+
+    def poll_health():
+        while not stop.wait(1.0):
+            try:
+                requests.get("http://127.0.0.1:%d/health" % BACKTEST_PORT, timeout=3)
+            except requests.RequestException:
+                pass
+
+    poller = threading.Thread(target=poll_health, daemon=True)
+    poller.start()
+    try:
+        before = started_at([DB, TRAINING])
+        container(BACKEND).kill()
+        container(BACKEND).start()
+        wait_for("the backend to serve again", backend_serves, 120)
+        run = ansible_ok("site.yml", "-e", "workers_registration_grace=45")
+    finally:
+        stop.set()
+        poller.join(5)
+    changed = run.changed_tasks
+    assert "ktrdr.ops.workers : Restart the workers the backend does not list" in changed, changed
+    backtest_id = {name: wid for wid, name in worker_ids().items()}[BACKTEST]
+    assert "%s (%s)" % (BACKTEST, backtest_id) in run.output, run.tail()
+    assert _all_available(stack), workers()
+    assert started_at([DB]) == {DB: before[DB]}, "the repair restarted the database"
 
 
 # --- 2. worker killed mid-training --------------------------------------------------------------

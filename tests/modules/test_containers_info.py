@@ -43,3 +43,24 @@ def test_lists_and_inspects_every_container_in_one_call(two_containers):
 def test_says_what_to_fix_when_the_engine_does_not_answer():
     run = run_tasks([module_task("containers_info", {"labels": ["io.ktrdr.project=x"], "docker_host": "unix:///nonexistent.sock"})])
     assert run[0].failed and "Cannot read the containers" in run[0].msg and "/nonexistent.sock" in run[0].msg
+
+
+def test_quotes_the_last_log_lines_with_secrets_masked(tiny_image):
+    tag = uuid.uuid4().hex[:8]
+    label = "io.ktrdr.test-run=%s" % tag
+    name = "ktrdr-ops-test-%s-crash" % tag
+    # sleep refuses the argument on stderr and exits: a container that cannot start its service.
+    docker("run", "--name", name, "--label", TEST_LABEL, "--label", label, tiny_image, "/bin/sleep", "s3cret-value", check=False)
+    try:
+        run = run_tasks([
+            module_task("containers_info", {"labels": [label], "log_lines": 5, "redact": ["s3cret-value"]}),
+            module_task("containers_info", {"labels": [label]}),
+        ])
+        quoted, plain = run.results
+        c = quoted["containers"][0]
+        assert c["state"] == "exited" and c["exit_code"] != 0
+        assert "invalid time interval" in c["log_tail"] and "********" in c["log_tail"]
+        assert "s3cret-value" not in str(quoted)
+        assert plain["containers"][0]["log_tail"] == ""
+    finally:
+        docker("rm", "-f", name, check=False)

@@ -38,7 +38,8 @@ DB_USER = "ktrdr"
 DB_PASSWORD = "s3cret@p:ss/word"  # URL-special characters on purpose: the services must encode them
 SUPERUSER_PASSWORD = "postgres-test"
 # Fast loops so tests wait seconds, not the production defaults' tens of seconds.
-FAST = {"KTRDR_WORKER_HEALTH_CHECK_INTERVAL": "1", "KTRDR_WORKER_REREGISTRATION_INTERVAL": "1"}
+FAST = {"KTRDR_WORKER_HEALTH_CHECK_INTERVAL": "1", "KTRDR_WORKER_REREGISTRATION_INTERVAL": "1",
+        "KTRDR_WORKER_REREGISTRATION_TIMEOUT": "3"}
 
 if str(REFERENCE_DIR) not in sys.path:  # tests may import ktrdr's pure helpers directly
     sys.path.insert(0, str(REFERENCE_DIR))

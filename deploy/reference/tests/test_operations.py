@@ -116,6 +116,32 @@ def test_backtest_without_model_path_uses_latest_and_says_so(c, backend, minimal
     assert op["warnings"] == op["result_summary"]["warnings"]
 
 
+def test_raw_indicator_inputs_train_and_backtest(c, backend, models_dir):
+    """ktrdr's raw_indicator nn_inputs: raw indicator values next to fuzzy memberships, normalized
+    with the training split's statistics, which the backtest applies again from metadata_v3.json."""
+    _start, trained = train(c, backend, "v3_raw_indicator")
+    assert trained["status"] == "completed", trained["error_message"]
+    result = trained["result_summary"]
+    path = models_dir / "v3_raw_indicator" / "1h_v1"
+    assert result["model_path"] == str(path) and result["data_summary"]["feature_count"] == 4
+    metadata = json.loads((path / "metadata_v3.json").read_text())
+    assert metadata["resolved_features"] == ["1h_rsi_momentum_oversold", "1h_rsi_momentum_overbought",
+                                             "1h_roc_10_raw", "1h_rsi_14_raw"]
+    norm = metadata["normalization_params"]
+    assert set(norm) == {"1h_roc_10_raw", "1h_rsi_14_raw"}
+    assert norm["1h_roc_10_raw"]["method"] == "zscore" and norm["1h_roc_10_raw"]["std"] > 0
+    assert norm["1h_rsi_14_raw"]["method"] == "minmax" and 0 <= norm["1h_rsi_14_raw"]["min"] < norm["1h_rsi_14_raw"]["max"] <= 100
+    _start, op = backtest(c, backend, "v3_raw_indicator", model_path=result["model_path"])
+    assert op["status"] == "completed", op["error_message"]
+    assert op["result_summary"]["trade_count"] > 0 and op["result_summary"]["equity_curve_length"] > 0
+    features = c.get("/strategies/v3_raw_indicator/features").json()
+    assert features["count"] == 4
+    assert features["features"][2] == {"feature_id": "1h_roc_10_raw", "timeframe": "1h", "fuzzy_set": "__raw__",
+                                       "membership": "raw", "indicator_id": "roc_10", "indicator_output": None}
+    v = c.post("/strategies/validate/v3_raw_indicator").json()
+    assert v["valid"] is True and v["issues"] == []
+
+
 def test_biased_strategy_reports_zero_trades_and_the_dominant_signal(c, backend):
     _start, trained = train(c, backend, "v3_sell_bias")
     assert trained["status"] == "completed", trained["error_message"]
@@ -252,7 +278,7 @@ def test_duplicate_task_id(c, minimal_training):
 def test_strategies_list_get_validate_features(c, minimal_training):
     strategies = {s["name"]: s for s in c.get("/strategies/").json()["strategies"]}
     assert {"v3_minimal", "v3_single_indicator", "v3_e2e_test", "v3_sell_bias",
-            "v3_multi_timeframe_example"} <= set(strategies)
+            "v3_multi_timeframe_example", "v3_raw_indicator"} <= set(strategies)
     minimal = strategies["v3_minimal"]
     assert minimal["symbol"] == "EURUSD" and minimal["timeframe"] == "1h"
     assert minimal["indicators"] == [{"name": "rsi_14", "type": "rsi", "period": 14}]

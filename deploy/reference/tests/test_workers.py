@@ -6,7 +6,9 @@ The tests share one stack and run in file order: each leaves it as the next one 
 """
 
 import shutil
+import threading
 import time
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import httpx
@@ -123,19 +125,68 @@ def test_reregistration_is_idempotent_and_same_url_evicts(ctx):
     for _attempt in range(2):
         assert ctx.c.post("/workers/register", json=body).status_code == 200
     assert len(ctx.c.get("/workers").json()) == 2
-    # A new id on the same URL (a restarted worker without a stable id) evicts the old entry ...
+    # A new id on the same URL (a restarted worker without a stable id) evicts the old entry.
     ghost = ctx.c.post("/workers/register", json={**body, "worker_id": "ghost"}).json()
     assert ghost["worker_id"] == "ghost" and ctx.c.get("/workers/backtesting-w1").status_code == 404
-    # ... and the real worker notices the 404 and takes its URL back, evicting the ghost.
-    wait_registered(ctx.backend.url, "backtesting-w1", timeout=15)
+    # Put the real one back (as ktrdr, it does not notice by itself: the backend health-checks the
+    # ghost at its URL, and any GET /health counts as "the backend is alive").
+    assert ctx.c.post("/workers/register", json=body).status_code == 200
     assert ctx.c.get("/workers/ghost").status_code == 404
 
 
-def test_backend_restart_workers_reregister(ctx):
-    ctx.backend.restart()
+@pytest.mark.parametrize("how", ["graceful", "kill"])
+def test_backend_restart_workers_reregister(ctx, how):
+    """Graceful: the backend tells the workers at shutdown (POST /backend-shutdown). Killed: each
+    worker notices the silence (no GET /health for KTRDR_WORKER_REREGISTRATION_TIMEOUT), asks
+    GET /workers/{id} and registers again on 404 — ktrdr's rule."""
+    if how == "kill":
+        ctx.backend.kill()
+        ctx.backend.start()
+    else:
+        ctx.backend.restart()
     for w in ctx.workers.values():
         wait_registered(ctx.backend.url, w.worker_id, timeout=20)
     assert len(ctx.c.get("/workers").json()) == 2
+
+
+@contextmanager
+def polling(url):
+    """GET ``url`` every 0.5 s in a thread (what a Docker HEALTHCHECK does), until the block ends."""
+    stop = threading.Event()
+
+    def poll():
+        while not stop.wait(0.5):
+            try:
+                httpx.get(url, timeout=2.0)
+            except httpx.HTTPError:
+                pass
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_health_checks_by_anyone_hide_a_killed_backend(ctx):
+    """The trap ktrdr's workers share: a caller of GET /health other than the backend (a Docker
+    HEALTHCHECK on /health) keeps a worker from noticing that a killed backend came back empty.
+    GET / does not count, so health checks must call that."""
+    worker = ctx.workers["backtesting"]
+    with polling(worker.url + "/health"):
+        ctx.backend.kill()
+        ctx.backend.start()
+        # Watched for twice KTRDR_WORKER_REREGISTRATION_TIMEOUT (3 s) + interval (1 s): it stays unknown.
+        watch_until = time.monotonic() + 8
+        while time.monotonic() < watch_until:
+            assert ctx.c.get(f"/workers/{worker.worker_id}").status_code == 404, "re-registered despite /health polling"
+            time.sleep(0.5)
+    with polling(worker.url + "/"):
+        wait_registered(ctx.backend.url, worker.worker_id, timeout=20)
+    for w in ctx.workers.values():
+        wait_registered(ctx.backend.url, w.worker_id, timeout=20)
 
 
 def test_strategy_lookup_order(ctx):

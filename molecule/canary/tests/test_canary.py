@@ -33,6 +33,13 @@ def test_container_running_and_healthy(host, name):
     assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
 
+@pytest.mark.parametrize("name", [c for c in CONTAINERS if "-backtest-" in c or "-training-" in c])
+def test_worker_health_checks_do_not_call_health(host, name):
+    """ktrdr's workers take any GET /health for the backend: a health check there hides a restarted backend."""
+    test = " ".join(inspect(host, name)["Config"]["Healthcheck"]["Test"])
+    assert "/health" not in test and "127.0.0.1:%s/'" in test, test
+
+
 @pytest.mark.parametrize("name", CONTAINERS[1:])
 def test_ktrdr_containers_run_as_ktrdr(host, name):
     assert inspect(host, name)["Config"]["User"] == "10001:10001"

@@ -150,6 +150,12 @@ def test_worker_cpu_computes(worker_cpu):
     assert result.stdout.strip() == "ok"
 
 
+def test_worker_image_health_check_does_not_call_health(client, report):
+    """ktrdr's workers take any GET /health for the backend: the image's HEALTHCHECK calls / instead."""
+    test = client.images.get(report["worker_cpu"]).attrs["Config"]["Healthcheck"]["Test"]
+    assert "/health" not in test and test[-1] == "/", test
+
+
 def test_worker_cpu_has_no_alembic_dir(worker_cpu):
     assert not worker_cpu.file("/app/alembic").exists
     assert not worker_cpu.file("/app/alembic.ini").exists

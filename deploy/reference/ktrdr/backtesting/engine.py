@@ -12,7 +12,7 @@ import numpy as np
 from ktrdr.config import settings
 from ktrdr.config.strategy_loader import SIGNALS
 from ktrdr.data import loader
-from ktrdr.neural.features import BUY, SELL, build_features, timeframe_seconds
+from ktrdr.neural.features import BUY, SELL, build_features, normalize, timeframe_seconds
 from ktrdr.neural.model import load_model
 from ktrdr.workers.base import Job, torch
 
@@ -117,6 +117,7 @@ def run_backtest(job: Job, *, strategy_name: str, model_name: str, symbol: str, 
     x, features = build_features(config, data, timeframe)
     if [f["feature_id"] for f in features] != metadata["resolved_features"]:
         raise ValueError(f"Features built from {path}/config.json differ from the model's metadata_v3.json")
+    x = normalize(x, features, metadata.get("normalization_params") or {})  # raw_indicator inputs, as trained
     base = data[timeframe]
     in_range = (base.times >= np.datetime64(start_date, "s")) & ~np.isnan(x).any(axis=1)
     idx = np.flatnonzero(in_range)

@@ -169,6 +169,11 @@ def worker_reregistration_interval() -> float:
     return env_float("KTRDR_WORKER_REREGISTRATION_INTERVAL", 10.0)
 
 
+def worker_reregistration_timeout() -> float:
+    """Seconds without a GET /health before a worker asks whether it is still registered (ktrdr: 30)."""
+    return env_float("KTRDR_WORKER_REREGISTRATION_TIMEOUT", 30.0)
+
+
 def image_revision() -> str | None:
     return env("KTRDR_IMAGE_REVISION")
 
@@ -186,7 +191,8 @@ def validate_all(service: str) -> None:
                 suggestion=f"Use one of {', '.join(ALLOWED_API_ENVIRONMENTS)} "
                            "(deployment names such as 'canary' belong in ENVIRONMENT)",
             )
-    for name in ("KTRDR_WORKER_HEALTH_CHECK_INTERVAL", "KTRDR_WORKER_REREGISTRATION_INTERVAL"):
+    for name in ("KTRDR_WORKER_HEALTH_CHECK_INTERVAL", "KTRDR_WORKER_REREGISTRATION_INTERVAL",
+                 "KTRDR_WORKER_REREGISTRATION_TIMEOUT"):
         env_float(name, 0.0)
     if (env("KTRDR_ENV", default="development") or "").lower() == "production":
         insecure = []

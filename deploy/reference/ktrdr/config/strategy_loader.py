@@ -31,6 +31,8 @@ AVAILABLE_INDICATORS: dict[str, dict[str, Any]] = {
     "ema": {"params": {"period": 20, "source": "close"}, "scale": "price (use input_transform price_ratio)"},
 }
 PRICE_SCALED = {"sma", "ema"}
+# nn_inputs.normalization of a raw_indicator input (ktrdr's NNInputSpec); unset means "none".
+NORMALIZATIONS = ("minmax", "zscore", "none")
 MEMBERSHIP_SHAPES = {"triangular": 3, "trapezoidal": 4, "gaussian": 2}
 FUZZY_RESERVED_KEYS = {"indicator", "input_transform", "description", "type"}
 DEFAULT_LABELS = {"source": "zigzag", "zigzag_threshold": 0.007, "label_lookahead": 20}
@@ -197,8 +199,9 @@ def validate_config(config: dict[str, Any], file_stem: str | None = None) -> lis
                                  available=sorted(AVAILABLE_INDICATORS)))
 
     fuzzy_sets = config["fuzzy_sets"] if isinstance(config["fuzzy_sets"], dict) else {}
-    if not fuzzy_sets:
-        issues.append(_issue("error", "fuzzy_sets", "fuzzy_sets must be a non-empty mapping"))
+    if not isinstance(config["fuzzy_sets"], dict):
+        issues.append(_issue("error", "fuzzy_sets", "fuzzy_sets must be a mapping (it may be empty when every "
+                                                    "nn_input is a raw_indicator)"))
     for fs_id, spec in fuzzy_sets.items():
         if not isinstance(spec, dict) or spec.get("indicator") not in indicators:
             issues.append(_issue("error", "fuzzy_sets",
@@ -225,19 +228,8 @@ def validate_config(config: dict[str, Any], file_stem: str | None = None) -> lis
     if not isinstance(nn_inputs, list) or not nn_inputs:
         issues.append(_issue("error", "nn_inputs", "nn_inputs must be a non-empty list"))
     else:
-        for entry in nn_inputs:
-            fs = entry.get("fuzzy_set") if isinstance(entry, dict) else None
-            if fs not in fuzzy_sets:
-                issues.append(_issue("error", "nn_inputs", f"nn_inputs references unknown fuzzy set {fs!r}",
-                                     fuzzy_sets=sorted(fuzzy_sets)))
-                continue
-            tfs = entry.get("timeframes", "all")
-            if tfs != "all":
-                unknown = [t for t in (tfs if isinstance(tfs, list) else [tfs]) if t not in timeframes]
-                if unknown:
-                    issues.append(_issue("error", "nn_inputs",
-                                         f"nn_inputs for {fs!r} uses timeframes {unknown} that "
-                                         f"training_data does not load ({timeframes})"))
+        for idx, entry in enumerate(nn_inputs):
+            issues += _nn_input_issues(idx, entry, indicators, fuzzy_sets, timeframes)
 
     model = config["model"] if isinstance(config["model"], dict) else {}
     if str(model.get("type", "")).lower() != "mlp":
@@ -258,6 +250,49 @@ def validate_config(config: dict[str, Any], file_stem: str | None = None) -> lis
     return issues
 
 
+def _nn_input_issues(idx: int, entry: Any, indicators: dict[str, Any], fuzzy_sets: dict[str, Any],
+                     timeframes: list[str]) -> list[dict[str, Any]]:
+    """One nn_inputs entry, by ktrdr's NNInputSpec rules (and words): exactly one of fuzzy_set or
+    raw_indicator, normalization only with raw_indicator, timeframes required."""
+    where = f"nn_inputs[{idx}]"
+    if not isinstance(entry, dict):
+        return [_issue("error", "nn_inputs", f"{where} must be a mapping: {{fuzzy_set: <id>, timeframes: all}} or "
+                                             "{raw_indicator: <indicator id>, timeframes: all, normalization: zscore}")]
+    fs, raw, norm = entry.get("fuzzy_set"), entry.get("raw_indicator"), entry.get("normalization")
+    if norm is not None and norm not in NORMALIZATIONS:
+        return [_issue("error", "nn_inputs", f"{where}.normalization: Input should be 'minmax', 'zscore' or 'none'")]
+    if fs and raw:
+        return [_issue("error", "nn_inputs", f"{where}: Specify either fuzzy_set or raw_indicator, not both")]
+    if not fs and not raw:
+        return [_issue("error", "nn_inputs", f"{where}: Must specify either fuzzy_set or raw_indicator")]
+    if norm and fs:
+        return [_issue("error", "nn_inputs", f"{where}: normalization is only valid with raw_indicator, not fuzzy_set")]
+    if "timeframes" not in entry:
+        return [_issue("error", "nn_inputs", f"{where}.timeframes is required: 'all' or a list of training_data "
+                                             f"timeframes ({timeframes})")]
+    if fs:
+        if fs not in fuzzy_sets:
+            return [_issue("error", "nn_inputs", f"nn_inputs references unknown fuzzy set {fs!r}",
+                           fuzzy_sets=sorted(fuzzy_sets))]
+        label = repr(fs)
+    else:
+        base, dot, output = str(raw).partition(".")
+        if base not in indicators:
+            return [_issue("error", "nn_inputs", f"{where}.raw_indicator: '{base}' not found in indicators. "
+                                                 f"Available indicators: {', '.join(sorted(indicators))}")]
+        if dot:  # every indicator here has one output (ktrdr's wording for single-output ones)
+            return [_issue("error", "nn_inputs", f"{where}.raw_indicator: '{base}' is single-output but dot "
+                                                 f"notation '.{output}' was used")]
+        label = f"raw_indicator {raw!r}"
+    tfs = entry["timeframes"]
+    if tfs != "all":
+        unknown = [t for t in (tfs if isinstance(tfs, list) else [tfs]) if t not in timeframes]
+        if unknown:
+            return [_issue("error", "nn_inputs", f"nn_inputs for {label} uses timeframes {unknown} that "
+                                                 f"training_data does not load ({timeframes})")]
+    return []
+
+
 def load_v3(text: str, source: str = "<strategy>", file_stem: str | None = None) -> dict[str, Any]:
     """Parse and validate; raise one ConfigurationError that lists every error."""
     config = parse_yaml(text, source)
@@ -273,17 +308,37 @@ def load_v3(text: str, source: str = "<strategy>", file_stem: str | None = None)
 # --- features ---------------------------------------------------------------------------
 
 def resolve_features(config: dict[str, Any]) -> list[dict[str, str]]:
-    """The model's input columns, in order: one per (nn_input, timeframe, membership)."""
+    """The model's input columns, in order (ktrdr's FeatureResolver): per nn_input and timeframe,
+    one per membership of a fuzzy_set (``<tf>_<fuzzy set>_<membership>``), or one raw value of a
+    raw_indicator (``<tf>_<indicator>_raw``, fuzzy_set ``__raw__``, membership ``raw``)."""
     timeframes = training_timeframes(config)
     features = []
     for entry in config["nn_inputs"]:
-        fs_id = entry["fuzzy_set"]
-        fs = config["fuzzy_sets"][fs_id]
         tfs = entry.get("timeframes", "all")
         tfs = timeframes if tfs == "all" else (tfs if isinstance(tfs, list) else [tfs])
+        raw = entry.get("raw_indicator")
+        if raw:
+            base, _dot, output = str(raw).partition(".")
+            for tf in tfs:
+                features.append({"feature_id": f"{tf}_{raw}_raw", "timeframe": tf, "fuzzy_set": "__raw__",
+                                 "membership": "raw", "indicator_id": base, "indicator_output": output or None})
+            continue
+        fs_id = entry["fuzzy_set"]
+        fs = config["fuzzy_sets"][fs_id]
         for tf in tfs:
             for member in fuzzy_memberships(fs):
                 features.append({"feature_id": f"{tf}_{fs_id}_{member}", "timeframe": tf,
                                  "fuzzy_set": fs_id, "membership": member,
                                  "indicator_id": fs["indicator"], "indicator_output": fs["indicator"]})
     return features
+
+
+def raw_normalizations(config: dict[str, Any]) -> dict[str, str]:
+    """feature_id → normalization method of every raw_indicator feature ("none" when unset)."""
+    methods = {}
+    for entry in config["nn_inputs"]:
+        if entry.get("raw_indicator"):
+            method = entry.get("normalization") or "none"
+            for feature in resolve_features({**config, "nn_inputs": [entry]}):
+                methods[feature["feature_id"]] = method
+    return methods

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ktrdr import fuzzy, indicators
-from ktrdr.config.strategy_loader import SIGNALS, membership_shape, resolve_features
+from ktrdr.config.strategy_loader import SIGNALS, membership_shape, raw_normalizations, resolve_features
 from ktrdr.data.loader import OHLCV
 from ktrdr.errors import ConfigurationError
 
@@ -40,13 +40,23 @@ def _align(base: OHLCV, other: OHLCV, values: np.ndarray) -> np.ndarray:
 
 def build_features(config: dict[str, Any], data: dict[str, OHLCV], base_tf: str
                    ) -> tuple[np.ndarray, list[dict[str, str]]]:
-    """(matrix n_bars × n_features on the base timeframe's bars, feature list). Warm-up rows are NaN."""
+    """(matrix n_bars × n_features on the base timeframe's bars, feature list). Warm-up rows are NaN.
+
+    Fuzzy features are membership degrees; raw_indicator features are the indicator's own values,
+    not yet normalized (see fit_normalization / normalize: the statistics come from the training split)."""
     specs = resolve_features(config)
     base = data[base_tf]
     cache: dict[tuple[str, str], np.ndarray] = {}
     columns = []
     for spec in specs:
-        tf, fs_id = spec["timeframe"], spec["fuzzy_set"]
+        tf = spec["timeframe"]
+        if spec["fuzzy_set"] == "__raw__":
+            key = (tf, "raw:" + spec["indicator_id"])
+            if key not in cache:
+                cache[key] = _align(base, data[tf], indicators.compute(config["indicators"][spec["indicator_id"]], data[tf]))
+            columns.append(cache[key])
+            continue
+        fs_id = spec["fuzzy_set"]
         fs = config["fuzzy_sets"][fs_id]
         key = (tf, fs_id)
         if key not in cache:
@@ -58,6 +68,42 @@ def build_features(config: dict[str, Any], data: dict[str, OHLCV], base_tf: str
         shape, params = membership_shape(fs[spec["membership"]])
         columns.append(fuzzy.membership(cache[key], shape, params))
     return np.column_stack(columns).astype(np.float32), specs
+
+
+def fit_normalization(config: dict[str, Any], x_train: np.ndarray, features: list[dict[str, str]]
+                      ) -> dict[str, dict[str, Any]]:
+    """ktrdr's normalization_params (metadata_v3.json) for the raw_indicator columns, from the training
+    rows: {feature_id: {method: minmax, min, max} | {method: zscore, mean, std} | {method: none}}."""
+    methods = raw_normalizations(config)
+    params: dict[str, dict[str, Any]] = {}
+    for i, feature in enumerate(features):
+        method = methods.get(feature["feature_id"])
+        if method is None:
+            continue
+        col = x_train[:, i].astype(np.float64)
+        if method == "minmax":
+            params[feature["feature_id"]] = {"method": "minmax", "min": float(col.min()), "max": float(col.max())}
+        elif method == "zscore":  # pandas' std (ddof=1), as ktrdr computes it
+            std = float(col.std(ddof=1)) if len(col) > 1 else 0.0
+            params[feature["feature_id"]] = {"method": "zscore", "mean": float(col.mean()), "std": std}
+        else:
+            params[feature["feature_id"]] = {"method": "none"}
+    return params
+
+
+def normalize(x: np.ndarray, features: list[dict[str, str]], params: dict[str, dict[str, Any]]) -> np.ndarray:
+    """Apply normalization_params to the raw columns (a constant column becomes 0, like ktrdr's)."""
+    out = x.copy()
+    for i, feature in enumerate(features):
+        p = params.get(feature["feature_id"])
+        if not p or p["method"] == "none":
+            continue
+        if p["method"] == "minmax":
+            span = p["max"] - p["min"]
+            out[:, i] = np.where(np.isnan(x[:, i]), np.nan, 0.0) if span == 0 else (x[:, i] - p["min"]) / span
+        elif p["method"] == "zscore":
+            out[:, i] = np.where(np.isnan(x[:, i]), np.nan, 0.0) if p["std"] == 0 else (x[:, i] - p["mean"]) / p["std"]
+    return out
 
 
 def make_labels(close: np.ndarray, labels_cfg: dict[str, Any]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Train a v3 strategy's MLP on fuzzy features from local CSV data and save it."""
+"""Train a v3 strategy's MLP on its fuzzy (and raw indicator) features from local CSV data and save it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from ktrdr.config import settings
 from ktrdr.config.strategy_loader import SIGNALS, load_v3, training_params, training_symbols, training_timeframes
 from ktrdr.data import loader
-from ktrdr.neural.features import build_features, make_labels
+from ktrdr.neural.features import build_features, fit_normalization, make_labels, normalize
 from ktrdr.neural.model import build_mlp, save_model
 from ktrdr.workers.base import Job, device_name, torch, torch_device
 
@@ -71,6 +71,11 @@ def train_strategy(job: Job, strategy_yaml: str, strategy_path: str | None, symb
     job.progress(1.0, f"Loading {', '.join(symbols)} {', '.join(timeframes)} data", 0, epochs)
 
     sets, features, span = _dataset(config, symbols, start_date, end_date, params["labels"], params["data_split"])
+    # raw_indicator inputs: statistics from the training split only, applied to every split and
+    # saved (metadata_v3.json normalization_params) so the backtest normalizes the same way.
+    normalization_params = fit_normalization(config, sets["train"][0], features)
+    if normalization_params:
+        sets = {k: (normalize(x, features, normalization_params), y) for k, (x, y) in sets.items()}
     x_train, y_train = sets["train"]
     torch.manual_seed(SEED)
     device = torch_device()
@@ -145,6 +150,7 @@ def train_strategy(job: Job, strategy_yaml: str, strategy_path: str | None, symb
                 "created_at": datetime.now(timezone.utc).isoformat(), "model_type": "mlp",
                 "output_type": "classification", "classes": list(SIGNALS), "input_size": len(features),
                 "architecture": architecture, "resolved_features": [f["feature_id"] for f in features],
+                "normalization_params": normalization_params,
                 "training_symbols": symbols, "training_timeframes": timeframes, "context_sources": [],
                 "decisions": config.get("decisions") or {}, "strategy_config": config,
                 "training_device": device.type, "torch_version": torch.__version__}

@@ -121,6 +121,8 @@ class WorkerAPIBase:
         self.worker_id = settings.worker_id() or f"{self.service}-{secrets.token_hex(4)}"
         self.jobs: dict[str, Job] = {}
         self.registered = False
+        # When the backend last health-checked us (GET /health), as ktrdr's base.py tracks it.
+        self._last_health_check_received: float | None = None
         self._wake = asyncio.Event()
         self.repo: OperationsRepository | None = None
         self.app = FastAPI(title=f"KTRDR {worker_type} worker (reference)", version=__version__,
@@ -159,11 +161,15 @@ class WorkerAPIBase:
                 "current_operation_id": active[0].operation_id if active else None, "completed_operations": []}
 
     async def _registration_loop(self) -> None:
-        """Register with backoff until the backend answers; then every
-        KTRDR_WORKER_REREGISTRATION_INTERVAL check GET /workers/{id} and re-register on 404
-        (the backend restarted and forgot us)."""
+        """Register with backoff until the backend answers; then detect a backend restart the way
+        ktrdr's workers do (ktrdr/workers/base.py, _monitor_health_checks): every
+        KTRDR_WORKER_REREGISTRATION_INTERVAL (ktrdr: 10 s), if no GET /health arrived for
+        KTRDR_WORKER_REREGISTRATION_TIMEOUT (ktrdr: 30 s) or none ever did, ask GET /workers/{id} and
+        re-register on 404. Any caller of /health counts as the backend, so a Docker HEALTHCHECK
+        that calls /health hides a restarted backend for ever: health checks must call / instead."""
         base = f"{settings.backend_base_url()}{settings.API_PREFIX}/workers"
         interval = settings.worker_reregistration_interval()
+        silence = settings.worker_reregistration_timeout()
         backoff = 1.0
         while True:
             try:
@@ -173,11 +179,15 @@ class WorkerAPIBase:
                     self.registered, backoff = True, 1.0
                     logger.info("Registered with backend %s as %s", settings.backend_base_url(), self.worker_id)
                 else:
-                    resp = await self.client.get(f"{base}/{self.worker_id}", timeout=10.0)
-                    if resp.status_code == 404:
-                        logger.warning("Backend no longer knows %s (restarted?); re-registering", self.worker_id)
-                        self.registered = False
-                        continue
+                    last = self._last_health_check_received
+                    if last is None or time.monotonic() - last > silence:
+                        resp = await self.client.get(f"{base}/{self.worker_id}", timeout=10.0)
+                        if last is not None:
+                            self._last_health_check_received = time.monotonic()
+                        if resp.status_code == 404:
+                            logger.warning("Backend no longer knows %s (restarted?); re-registering", self.worker_id)
+                            self.registered = False
+                            continue
                 delay = interval
             except httpx.HTTPError as exc:
                 delay, backoff = backoff, min(backoff * 2, max(1.0, min(30.0, interval)))
@@ -261,6 +271,7 @@ class WorkerAPIBase:
 
         @app.get("/health")
         async def health() -> dict[str, Any]:
+            self._last_health_check_received = time.monotonic()  # "the backend is alive" (ktrdr's rule)
             try:
                 active = self.active_jobs()
                 return {"healthy": True, "service": self.service, "timestamp": iso(utcnow()),

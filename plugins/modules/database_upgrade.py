@@ -557,7 +557,7 @@ def main():
         container=dict(type="str"),
         db_user=dict(type="str", default="postgres"),
         db_password=dict(type="str", required=True, no_log=True),
-        env=dict(type="dict", default={}),
+        env=dict(type="dict", default={}, no_log=True),
         container_user=dict(type="str", default=""),
         labels=dict(type="dict", default={}),
         timeout=dict(type="int", default=3600),

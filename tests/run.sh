@@ -27,12 +27,14 @@ lint() {
 }
 
 # The collection as users get it: built into a tarball and installed outside the checkout. The
-# package stage tests the tarball and the installed copy; the images stage builds from that copy,
-# sharing the checkout's build directory (wheelhouses, base image cache).
+# package stage tests the tarball and the installed copy; the images stage builds from that copy
+# with a build record of its own (build/installed/images.json, so the checkout's stays the
+# checkout's) and the checkout's cache (wheelhouses, debootstrap base): same tags, nothing rebuilt.
 installed=$(mktemp -d /tmp/ktrdr-ops-installed.XXXXXX)
 images_installed() {
-  bash scripts/install-collection.sh "$installed" >/dev/null &&
-    KTRDR_COLLECTIONS_PATH=$installed KTRDR_BUILD_DIR=$PWD/build molecule test -s images
+  mkdir -p build/cache build/installed && ln -sfn ../cache build/installed/cache &&
+    bash scripts/install-collection.sh "$installed" >/dev/null &&
+    KTRDR_COLLECTIONS_PATH=$installed KTRDR_BUILD_DIR=$PWD/build/installed molecule test -s images
 }
 
 cleanup() {

@@ -10,25 +10,13 @@ The comparison tables are printed at the end of the run.
 """
 
 import os
+import runpy
 import sys
-import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-COLLECTIONS = os.path.join(ROOT, ".ansible", "collections")
-
-# As tests/unit/conftest.py: import the checkout as ansible_collections.ktrdr.ops.
-if not os.path.isdir(os.path.join(COLLECTIONS, "ansible_collections", "ktrdr", "ops", "plugins")):
-    COLLECTIONS = tempfile.mkdtemp(prefix="ktrdr-ops-collections-")
-    os.makedirs(os.path.join(COLLECTIONS, "ansible_collections", "ktrdr"))
-    os.symlink(ROOT, os.path.join(COLLECTIONS, "ansible_collections", "ktrdr", "ops"))
-sys.path.insert(0, COLLECTIONS)
+# The same import set-up as the unit tests: the checkout importable as ansible_collections.ktrdr.ops.
+runpy.run_path(os.path.join(ROOT, "tests", "unit", "conftest.py"))
 sys.path.insert(0, os.path.dirname(__file__))
-
-import ansible_collections  # noqa: E402
-
-_extra = os.path.join(COLLECTIONS, "ansible_collections")
-if _extra not in list(ansible_collections.__path__):
-    ansible_collections.__path__.append(_extra)
 
 TABLES = {}  # title -> [(name, ours, theirs, agree, reason)]
 

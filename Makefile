@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 _src_var    := $(if $(KTRDR_SRC),-e ktrdr_source_dir=$(abspath $(KTRDR_SRC)),)
 
-.PHONY: help venv venv-dev engine images canary teardown test test-faults test-remote test-gpu bench clean
+.PHONY: help venv venv-dev engine images canary teardown test test-faults test-remote test-gpu test-ktrdr bench clean
 
 help:
 	@echo "make canary   build the split images and deploy + prove the canary on local Docker (KTRDR_SRC=/path/to/ktrdr for a real checkout)"
@@ -24,6 +24,7 @@ help:
 	@echo "make test-faults  the fault drills on a real deployment (tests/faults, 5-7 min, part of make test; KTRDR_FAULTS_DOCKERD=1 adds the engine restart)"
 	@echo "make test-remote  the three-host Molecule scenario (own engines, no registry; ~15 min, not in CI)"
 	@echo "make test-gpu     the GPU scenario (skips with one line where no NVIDIA GPU/toolkit)"
+	@echo "make test-ktrdr KTRDR_SRC=<ktrdr>  canary, re-run, ktrdr's test-canary.sh, restart drills, strategy verdicts on real ktrdr (not in CI)"
 	@echo "make bench    run the benchmarks and rewrite docs/benchmarks.md"
 
 # One venv in two layers, each rebuilt only when its pinned requirements change: what running the
@@ -72,6 +73,10 @@ test-remote: venv-dev engine
 
 test-gpu: venv-dev engine
 	molecule test -s gpu
+
+test-ktrdr: venv-dev engine
+	@test -n "$(KTRDR_SRC)" || { echo "make test-ktrdr KTRDR_SRC=/path/to/ktrdr-checkout" >&2; exit 2; }
+	KTRDR_SRC=$(abspath $(KTRDR_SRC)) bash tests/ktrdr/run.sh
 
 bench: venv-dev engine
 	bash bench/run.sh

@@ -17,9 +17,10 @@ import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-INVENTORY = os.path.join(HERE, "inventory")
-PROJECT = "ktrdr-faults"
-API = "http://127.0.0.1:30000/api/v1"
+# The "faults" environment; tests/ktrdr points the same helpers at a real-ktrdr deployment.
+INVENTORY = os.environ.get("KTRDR_DRILL_INVENTORY", os.path.join(HERE, "inventory"))
+PROJECT = os.environ.get("KTRDR_DRILL_PROJECT", "ktrdr-faults")
+API = os.environ.get("KTRDR_DRILL_API", "http://127.0.0.1:30000/api/v1")
 ROOT_DIR = "/var/lib/ktrdr/faults"
 BUILD_DIR = os.path.join(ROOT, "build", "faults")
 LOG_DIR = os.path.join(ROOT, "artifacts", "faults", "drills")

@@ -376,15 +376,24 @@ def test_remote_workers_with_the_backend_on_loopback(tmp_path):
 # -- build -----------------------------------------------------------------------------------------------
 
 
-def test_source_dir_not_a_ktrdr_tree(tmp_path):
+@pytest.mark.parametrize("files,message", [
+    ({"README.md": "not ktrdr\n"}, "{src} has no pyproject.toml"),
+    ({"pyproject.toml": "[project]\nname = 'x'\n", "uv.lock": ""}, "{src} does not look like a ktrdr source tree: it "
+     "lacks the package directory ktrdr/"),
+    ({"pyproject.toml": "[project]\nrequires-python = '>=3.15'\n", "uv.lock": "", "ktrdr/__init__.py": ""},
+     "requires-python >=3.15 admits no Python that a base can be made with here"),
+], ids=["no-pyproject", "no-package", "no-fitting-python"])
+def test_source_dir_not_a_ktrdr_tree(tmp_path, files, message):
     src = tmp_path / "not-ktrdr"
-    src.mkdir()
-    (src / "README.md").write_text("not ktrdr\n")
+    for name, text in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text)
     before = snapshot(images=True)
     run = playbook("build.yml", {"ktrdr_source_dir": str(src), "ktrdr_build_dir": str(tmp_path / "build")})
     assert run.rc != 0
-    assert "%s does not look like a ktrdr source tree: it needs the package directory ktrdr/" % src in run.msg, run.msg
-    assert "Point ktrdr_source_dir" in run.msg
+    assert message.format(src=src) in run.msg, run.msg
+    assert "ktrdr_source_dir" in run.msg or "ktrdr_base_image" in run.msg
+    assert not (tmp_path / "build").exists()  # failed before anything was written
     assert_unchanged(before)
 
 

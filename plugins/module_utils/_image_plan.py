@@ -156,6 +156,47 @@ def read_pyproject(text):
     return out
 
 
+def _norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _spec(text):
+    return ",".join(sorted(p.strip().replace(" ", "") for p in (text or "").split(",") if p.strip()))
+
+
+_DEP = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;]*)")
+
+
+def lock_drift(pyproject, lock):
+    """What pyproject.toml asks for that uv.lock does not record, and the reverse ([] and [] when they agree).
+
+    Both are parsed TOML. uv records the project's own requirements under [package.metadata] requires-dist of
+    its root package; a lock made before pyproject.toml changed differs there. `uv export --frozen` would
+    silently export the old lock.
+    """
+    project = pyproject.get("project") or {}
+    wanted = set()
+    groups = [(None, project.get("dependencies") or [])] + sorted((project.get("optional-dependencies") or {}).items())
+    for extra, deps in groups:
+        for dep in deps:
+            m = _DEP.match(dep)
+            if m:
+                wanted.add((_norm(m.group(1)), _spec(m.group(2)), extra))
+    root = [p for p in lock.get("package") or []
+            if _norm(p.get("name", "")) == _norm(project.get("name", "")) and
+            ("editable" in (p.get("source") or {}) or "virtual" in (p.get("source") or {}))]
+    if not root:
+        return [], []
+    recorded = set()
+    for dep in (root[0].get("metadata") or {}).get("requires-dist") or []:
+        m = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", dep.get("marker") or "")
+        recorded.add((_norm(dep["name"]), _spec(dep.get("specifier")), m.group(1) if m else None))
+
+    def show(items):
+        return sorted("%s%s%s" % (n, s, " [%s]" % e if e else "") for n, s, e in items)
+    return show(wanted - recorded), show(recorded - wanted)
+
+
 def torch_plan(lock_version, cpu_spec="", cuda_spec="", cpu_index="", cuda_index="", cpu_index_reachable=False,
                default_cpu_spec="torch==2.13.0", default_cuda_spec="torch==2.14.1"):
     """The torch requirement and extra index of each worker, and why.

@@ -106,6 +106,9 @@ options:
     type: int
     default: 5
 notes:
+  - A C(uv.lock) older than C(pyproject.toml) (the project's requirements it records differ) is refused before
+    anything is exported (C(uv export --frozen) would export the old lock). This check needs Python 3.11 or later on
+    the build host (C(tomllib)).
   - A source needs C(pyproject.toml), the package directory C(ktrdr/), and either C(requirements/backend.txt) +
     C(requirements/worker.txt) or a C(uv.lock); otherwise the module fails naming what is missing.
 seealso:
@@ -192,6 +195,29 @@ def _revision(source_dir):
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
+def _check_lock(source_dir, pyproject_text, lock_text):
+    """Refuse a uv.lock older than pyproject.toml (Python >= 3.11 has tomllib; older build hosts skip this)."""
+    try:
+        import tomllib
+    except ImportError:
+        return
+    if lock_text is None:
+        return
+    try:
+        pyproject, lock = tomllib.loads(pyproject_text), tomllib.loads(lock_text)
+    except tomllib.TOMLDecodeError as e:
+        raise plan.PlanError("%s: pyproject.toml or uv.lock is not valid TOML (%s). Fix the file, or run `uv lock`."
+                             % (source_dir, e))
+    missing, stale = plan.lock_drift(pyproject, lock)
+    if missing or stale:
+        raise plan.PlanError(
+            "%s/uv.lock is older than its pyproject.toml: %s%s. Run `uv lock` in %s and commit uv.lock, so that the "
+            "images install what pyproject.toml asks for." % (
+                source_dir, ("pyproject.toml asks for %s, which uv.lock does not record" % ", ".join(missing)) if missing else "",
+                ("%suv.lock records %s, which pyproject.toml no longer asks for" % ("; " if missing else "", ", ".join(stale)))
+                if stale else "", source_dir))
+
+
 def read_source(source_dir):
     """The facts of a source tree; raises PlanError naming what is missing."""
     if not os.path.isdir(source_dir):
@@ -212,6 +238,7 @@ def read_source(source_dir):
     if missing:
         raise plan.PlanError("%s does not look like a ktrdr source tree: it lacks %s. Point ktrdr_source_dir at such "
                              "a tree." % (source_dir, " and ".join(missing)))
+    _check_lock(source_dir, pyproject_text, lock)
     version = project["version"]
     if not version:
         init = _read(os.path.join(source_dir, "ktrdr", "__init__.py")) or ""

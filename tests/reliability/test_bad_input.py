@@ -6,6 +6,7 @@ that is right) with a message that names the fix, and the deployment is as it wa
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -405,9 +406,44 @@ def test_missing_wheel_for_the_requested_torch(tmp_path):
                                  "images_cache_dir": cache})
     assert run.rc != 0
     assert "pip could not download the wheels of worker_cpu" in run.msg, run.msg
-    assert "worker_cpu (torch==2.13.5): ERROR: " in run.msg
+    assert "worker_cpu (torch==2.13.5) (Python " in run.msg and "no release of torch==2.13.5 for this Python" in run.msg
     assert "Set ktrdr_torch_cpu_spec / ktrdr_torch_cuda_spec to a torch release the index has" in run.msg
     assert sorted(os.listdir(os.path.join(cache, "wheelhouse"))) == wheelhouses  # no .partial left behind
+    assert_unchanged(before)
+
+
+def _reference_copy(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(ROOT, "deploy", "reference"), src, ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+def test_uv_lock_older_than_pyproject(tmp_path):
+    src = _reference_copy(tmp_path)
+    pyproject = src / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"uvicorn>=0.29",', '"uvicorn>=0.29",\n  "six>=1.16",'))
+    before = snapshot(images=True)
+    run = playbook("build.yml", {"ktrdr_source_dir": str(src), "ktrdr_build_dir": str(tmp_path / "build")})
+    assert run.rc != 0
+    assert "%s/uv.lock is older than its pyproject.toml: pyproject.toml asks for six>=1.16" % src in run.msg, run.msg
+    assert "Run `uv lock` in %s" % src in run.msg
+    assert_unchanged(before)
+
+
+def test_uv_lock_pinning_a_release_the_index_does_not_serve(tmp_path):
+    src = _reference_copy(tmp_path)
+    lock = src / "uv.lock"
+    lock.write_text(re.sub(r'(name = "pyyaml"\nversion = )"[^"]*"', r'\1"99.0.0"', lock.read_text(), count=1))
+    cache = os.path.join(ROOT, "build", "cache")
+    wheelhouses = sorted(os.listdir(os.path.join(cache, "wheelhouse")))
+    before = snapshot(images=True)
+    run = playbook("build.yml", {"ktrdr_source_dir": str(src), "ktrdr_build_dir": str(tmp_path / "build"),
+                                 "images_cache_dir": cache})
+    assert run.rc != 0
+    assert "pip could not download the wheels of backend" in run.msg, run.msg
+    # The requirement pip could not find, and the line of the source's uv.lock that pins it.
+    assert re.search(r'no release of pyyaml==99\.0\.0 \(uv\.lock line \d+: version = "99\.0\.0"\)', run.msg), run.msg
+    assert sorted(os.listdir(os.path.join(cache, "wheelhouse"))) == wheelhouses
     assert_unchanged(before)
 
 

@@ -219,3 +219,43 @@ def test_image_verdict():
     assert "b:1 contains torch" in text and "w:1 runs as root" in text
     assert "labelled io.ktrdr.torch=cuda-12.8 but its torch 2.13.0+cpu reports CUDA None" in text
     assert "more than 0.4 of worker-cpu" in text and "claude-agent-sdk (225 MB)" in text
+
+
+def test_image_plan_refuses_a_lock_older_than_pyproject(tmp_path):
+    with open(os.path.join(REFERENCE, "pyproject.toml")) as f:
+        pyproject = f.read()
+    with open(os.path.join(REFERENCE, "uv.lock")) as f:
+        (tmp_path / "uv.lock").write_text(f.read())
+    (tmp_path / "ktrdr").mkdir()
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    assert not run_module("image_plan", {"source_dir": str(tmp_path), "torch_cpu_index_url": ""}).get("failed")
+    (tmp_path / "pyproject.toml").write_text(pyproject.replace('"uvicorn>=0.29",', '"uvicorn>=0.29",\n  "six>=1.16",')
+                                             .replace('"httpx>=0.27",', '"httpx>=0.28",'))
+    out = run_module("image_plan", {"source_dir": str(tmp_path), "torch_cpu_index_url": ""})
+    assert out["failed"]
+    assert "uv.lock is older than its pyproject.toml: pyproject.toml asks for httpx>=0.28, six>=1.16, which uv.lock " \
+           "does not record; uv.lock records httpx>=0.27, which pyproject.toml no longer asks for. Run `uv lock`" in out["msg"]
+
+
+def test_wheelhouse_names_the_lock_line(tmp_path):
+    from ansible_collections.ktrdr.ops.plugins.modules import wheelhouse
+    lock = tmp_path / "uv.lock"
+    lock.write_text('version = 1\n\n[[package]]\nname = "PyYAML"\nversion = "99.0.0"\n')
+    stderr = "ERROR: Could not find a version that satisfies the requirement pyyaml==99.0.0\n" \
+             "ERROR: No matching distribution found for pyyaml==99.0.0\n"
+    assert wheelhouse.explain(stderr, str(lock)) == ['pyyaml==99.0.0 (uv.lock line 5: version = "99.0.0")']
+    assert wheelhouse.explain(stderr, None) == ["pyyaml==99.0.0"]
+
+
+def test_wheelhouse_download_is_all_or_nothing(tmp_path):
+    reqs = tmp_path / "r.txt"
+    reqs.write_text("no-such-package-ktrdr-ops==1.0\n")
+    dest = tmp_path / "wh"
+    args = {"dest": str(dest), "requirements": str(reqs), "pip_python": sys.executable, "python_version": "3.11.2",
+            "platforms": ["manylinux_2_17_x86_64"], "extra_args": ["--no-index", "--find-links", str(tmp_path)]}
+    out = run_module("wheelhouse", args)
+    assert out["failed"] and out["missing"] == ["no-such-package-ktrdr-ops==1.0"], out
+    assert not dest.exists() and not (tmp_path / "wh.partial").exists()
+    dest.mkdir()
+    again = run_module("wheelhouse", args)  # a finished wheelhouse is not downloaded again
+    assert (again["changed"], again["dest"], again["wheels"]) == (False, str(dest), 0)

@@ -39,7 +39,7 @@ def env(name, default):
 
 
 DB = dict(host=env("DB_HOST", "localhost"), port=int(env("DB_PORT", "5432")), database=env("DB_NAME", "ktrdr"),
-          user=env("DB_USER", "ktrdr"), password=env("DB_PASSWORD", "localdev"))
+          user=env("DB_USER", "ktrdr"), password=env("DB_PASSWORD", None))
 result["db"] = "%s@%s:%s/%s" % (DB["user"], DB["host"], DB["port"], DB["database"])
 
 
@@ -128,6 +128,10 @@ def connect():
 
 
 def main():
+    if not DB["password"]:
+        # No fallback: a guessed password would hide a deployment that lost its secret.
+        raise RuntimeError("no database password: neither KTRDR_DB_PASSWORD nor DB_PASSWORD is set in the container, "
+                           "and db_password was not given (set ktrdr_db_password in the inventory)")
     os.chdir(args["workdir"])
     sys.path.insert(0, args["workdir"])
     result["revisions"], result["heads"] = graph()

@@ -1,7 +1,7 @@
 """Every boolean a role declares honours `-e name=false`: from the command line it arrives as the string
 "false", which Jinja finds true. Each use of such a variable in a condition or an expression must go
 through `| bool` (a module option typed bool converts it itself, so `opt: "{{ name }}"` is fine).
-This reads every role's argument spec and every task, vars and defaults file, and names each use
+This reads every role's argument spec and every task, vars, defaults and template file, and names each use
 that does not. A second test runs one real condition with the string, to show what the rule prevents."""
 
 import glob
@@ -47,9 +47,11 @@ def unfiltered_uses():
     names = booleans()
     files = [f for f in glob.glob(os.path.join(ROOT, "roles", "*", "*", "*.yml")) + glob.glob(os.path.join(ROOT, "playbooks", "*.yml"))
              if "/meta/" not in f]
+    templates = glob.glob(os.path.join(ROOT, "roles", "*", "templates", "*.j2"))
     bad = []
-    for path in files:
-        for expr, whole in expressions(yaml.safe_load(open(path))):
+    for path in files + templates:
+        tree = open(path).read() if path.endswith(".j2") else yaml.safe_load(open(path))
+        for expr, whole in expressions(tree):
             if whole:
                 continue
             for name in names:

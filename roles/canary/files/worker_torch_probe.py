@@ -18,6 +18,8 @@ with torch.no_grad():
 print(json.dumps({
     "torch": torch.__version__,
     "device": dev,
+    # The build, as io.ktrdr.torch labels it: a CUDA build on a host without a GPU runs on the CPU.
+    "build": "cpu" if torch.version.cuda is None else "cuda-%s" % torch.version.cuda,
     "cuda": torch.cuda.is_available(),
     "gpu_name": torch.cuda.get_device_name(0) if dev == "cuda" else None,
     "matmul_ok": bool(torch.allclose(c, ref, rtol=1e-3, atol=1e-3)),

@@ -18,7 +18,8 @@ script, report_path = sys.argv[1], sys.argv[2]
 api = os.environ["CANARY_API_URL"].rstrip("/")
 proc = subprocess.run(["bash", script], capture_output=True, text=True, timeout=600, env=dict(os.environ, TERM="dumb"))
 output = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-counts = dict((k.lower(), int(v)) for v, k in re.findall(r"(\d+)\s+(passed|failed)", output, re.I))
+# Its summary reads "Passed: N" / "Failed: N".
+counts = dict((k.lower(), int(v)) for k, v in re.findall(r"^\s*(Passed|Failed):\s*(\d+)", output, re.M))
 
 
 def operation(op_id):

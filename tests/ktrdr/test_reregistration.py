@@ -28,9 +28,15 @@ import drill  # noqa: E402
 BACKEND = drill.PROJECT + "-backend"
 
 
+def _serves():
+    # ktrdr's /health says {"status": "ok", ...} (no database block, unlike the reference service's).
+    return drill.health().get("status") == "ok"
+
+
 def _listed_again(expected):
     w = drill.workers()
-    return w if set(expected) <= {i for i, v in w.items() if v["status"] == "available"} else None
+    # Registered is what counts: a worker may be busy with an operation the canary started.
+    return w if set(expected) <= {i for i, v in w.items() if v["status"] in ("available", "busy")} else None
 
 
 @pytest.fixture
@@ -49,7 +55,7 @@ def test_workers_listed_again_within_60_s(registered, how):
         drill.container(BACKEND).start()
     else:
         drill.container(BACKEND).restart(timeout=30)
-    drill.wait_for("the backend to serve again", drill.backend_serves, 120)
+    drill.wait_for("the backend to serve again", _serves, 120)
     listed = drill.wait_for("every worker to be listed again", lambda: _listed_again(registered), 60)
     print("%s: every worker listed again %.1f s after the %s: %s" % (BACKEND, time.monotonic() - t0, how, sorted(listed)))
 
@@ -58,4 +64,4 @@ def test_site_converges_after_a_restart(registered):
     drill.container(BACKEND).restart(timeout=30)
     run = drill.ansible_ok("site.yml", "-e", "ktrdr_source_dir=%s" % os.environ["KTRDR_SRC"])
     print("site.yml after a backend restart: %.0f s, changed: %s" % (run.seconds, run.changed_tasks))
-    assert _listed_again(registered)
+    assert _listed_again(registered), drill.workers()

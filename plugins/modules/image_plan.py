@@ -76,7 +76,7 @@ options:
   postgres_suites:
     description: The Debian suite that ships each PostgreSQL major.
     type: dict
-    default: {15: bookworm, 17: trixie}
+    default: {"15": bookworm, "17": trixie}
   torch_cpu_spec:
     description: An explicit torch requirement for worker-cpu; empty takes the lock's version, else O(torch_default_cpu_spec).
     type: str
@@ -133,12 +133,12 @@ source:
   returned: success
   type: dict
   contains:
-    dir: {description: The source directory, symlinks resolved., type: str}
+    dir: {description: "The source directory, symlinks resolved.", type: str}
     version: {description: "[project] version, else ktrdr/__init__.py's __version__, else 0+unknown.", type: str}
-    revision: {description: The git commit, with C(-dirty) when tracked files changed; C(unknown) outside git., type: str}
+    revision: {description: "The git commit, with C(-dirty) when tracked files changed; C(unknown) outside git.", type: str}
     requires_python: {description: "[project] requires-python, empty when unset.", type: str}
-    layout: {description: V(requirements) (requirements/*.txt) or V(uv) (uv.lock)., type: str}
-    torch_locked: {description: The torch version uv.lock pins, empty when none., type: str}
+    layout: {description: "V(requirements) (requirements/*.txt) or V(uv) (uv.lock).", type: str}
+    torch_locked: {description: "The torch version uv.lock pins, empty when none.", type: str}
   sample: {dir: /src/ktrdr, version: 1.0.7.2, revision: 2c5c7173, requires_python: ">=3.12,<3.14", layout: uv,
            torch_locked: 2.8.0}
 base:
@@ -146,12 +146,12 @@ base:
   returned: success
   type: dict
   contains:
-    image: {description: The registry image to use when the engine has or can pull it., type: str}
-    suite: {description: The Debian suite to debootstrap otherwise (bookworm when only O(base_image) fits)., type: str}
+    image: {description: "The registry image to use when the engine has or can pull it.", type: str}
+    suite: {description: "The Debian suite to debootstrap otherwise (bookworm when only O(base_image) fits).", type: str}
     debootstrap: {description: "The Debian base of that suite: C(ref) (image:tag) and C(dir) (cache directory name).",
                   type: dict}
-    python: {description: The Python minor chosen (null for an explicit O(base_image))., type: str}
-    reason: {description: Why, in one line for the build summary., type: str}
+    python: {description: "The Python minor chosen (null for an explicit O(base_image)).", type: str}
+    reason: {description: "Why, in one line for the build summary.", type: str}
   sample: {image: python:3.13-slim, suite: trixie, python: "3.13", reason: "requires-python >=3.12,<3.14: Python 3.13 (...)"}
 postgres:
   description: The database image's major and the suite its base is made from.

@@ -101,7 +101,6 @@ missing:
 import os
 import re
 import shutil
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 

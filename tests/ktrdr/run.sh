@@ -41,7 +41,7 @@ step canary make canary "KTRDR_SRC=$src" || true
 step canary_rerun rerun_changed_zero || true
 step ktrdr_test_canary env "CANARY_API_URL=$api" .venv/bin/python tests/ktrdr/test_canary_sh.py "$src/scripts/test-canary.sh" "$out/ktrdr-test-canary.json" || true
 step restart_drills env "KTRDR_API_URL=$api" "KTRDR_INVENTORY=$inventory" "KTRDR_SRC=$src" \
-  .venv/bin/python -m pytest -q -p no:cacheprovider tests/ktrdr/test_reregistration.py || true
+  .venv/bin/python -m pytest -q -rP -p no:cacheprovider tests/ktrdr/test_reregistration.py || true
 step strategies env "KTRDR_API_URL=$api" "KTRDR_SRC=$src" \
   .venv/bin/python -m pytest -q -p no:cacheprovider tests/ktrdr/test_strategies.py -k backend || true
 

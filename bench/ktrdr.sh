@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 : "${KTRDR_SRC:?KTRDR_SRC=<ktrdr checkout>}"
 src=$(cd "$KTRDR_SRC" && pwd -P)
-commit=$(git -C "$src" rev-parse --short=8 HEAD 2>/dev/null || echo unknown)
+commit=${KTRDR_COMMIT:-$(git -C "$src" rev-parse --short=8 HEAD 2>/dev/null || echo unknown)}
 work=$repo/build/bench-ktrdr
 rm -rf "$work"; mkdir -p "$work/logs" "$work/theirs"
 cleanup() {
@@ -17,7 +17,7 @@ cleanup() {
 }
 trap cleanup EXIT
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$@"; }
-mb() { docker image inspect -f '{{.Size}}' "$1" 2>/dev/null | awk '{printf "%.0f", $1 / 1e6}'; }
+mb() { docker image inspect "$1" >/dev/null 2>&1 && docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
 
 # --- ours: the images role on the checkout, into $work/ours (sharing the wheel and base cache of build/cache).
 # The first run builds what the engine lacks (cold only on an engine that has never built this commit:
@@ -35,13 +35,17 @@ cp /etc/ssl/certs/ca-certificates.crt "$work/theirs/ca.crt"
 printf 'FROM %s\nCOPY ca.crt /etc/ssl/certs/ca-certificates.crt\nRUN python3 -m venv /opt/pip && ln -s /opt/pip/bin/pip /usr/local/bin/pip\nENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt UV_NATIVE_TLS=1\n' "$base" > "$work/theirs/Dockerfile"
 docker build -q -t bench-theirs-base:py313 "$work/theirs" > "$work/logs/theirs-base.log" 2>&1
 git -C "$src" archive HEAD | tar -x -C "$work/theirs" 2>/dev/null || cp -a "$src/." "$work/theirs/"
-theirs() {  # theirs NAME DOCKERFILE CACHEFLAG -> seconds or "failed"
+theirs() {  # theirs NAME DOCKERFILE CACHEFLAG -> seconds, or why it failed
   sed 's#^FROM python:3.13-slim#FROM bench-theirs-base:py313#' "$work/theirs/deploy/docker/$2" > "$work/theirs/$2.bench"
-  local t0; t0=$(date +%s.%N)
-  if DOCKER_BUILDKIT=1 docker build $3 -f "$work/theirs/$2.bench" -t "bench-theirs-$1" "$work/theirs" > "$work/logs/theirs-$1$3.log" 2>&1; then
+  local t0 log=$work/logs/theirs-$1$3.log; t0=$(date +%s.%N)
+  # They need BuildKit (RUN --mount, heredocs); where the engine has no buildx, the legacy builder is
+  # tried too, so that the table says what stops them.
+  if DOCKER_BUILDKIT=1 docker build $3 -f "$work/theirs/$2.bench" -t "bench-theirs-$1" "$work/theirs" > "$log" 2>&1 ||
+     { grep -q 'buildx component is missing' "$log" &&
+       DOCKER_BUILDKIT=0 docker build $3 -f "$work/theirs/$2.bench" -t "bench-theirs-$1" "$work/theirs" >> "$log" 2>&1; }; then
     echo "$(secs "$t0" "$(date +%s.%N)") s"
   else
-    echo "failed: $(grep -Eo 'error[^"]{0,160}' "$work/logs/theirs-$1$3.log" | tail -1)"
+    echo "failed ($(grep -iEo '(error|unknown flag|requires buildkit)[^|]{0,140}' "$log" | tail -1 | tr -d '`'))"
   fi
 }
 tb_cold=$(theirs backend Dockerfile.backend --no-cache); tb_warm=$(theirs backend Dockerfile.backend "")
@@ -59,10 +63,12 @@ build of the commit on this engine, then its no-op (the cold build of ours is in
 
 | image | ours: MB | ours: cold / warm | ktrdr's Dockerfile: MB | ktrdr's: cold / warm |
 |---|---:|---|---:|---|
-| backend | ${ours_b} | ${ours_cold} / ${ours_warm} (both images, one run) | ${theirs_b:--} | ${tb_cold} / ${tb_warm} |
-| worker-cpu | ${ours_w} | (in the row above) | ${theirs_w:--} | ${tw_cold} / ${tw_warm} |
+| backend | ${ours_b:--} | ${ours_cold} / ${ours_warm} (both images, one run) | ${theirs_b:--} | ${tb_cold} / ${tb_warm} |
+| worker-cpu | ${ours_w:--} | (in the row above) | ${theirs_w:--} | ${tw_cold} / ${tw_warm} |
 
-Logs: \`build/bench-ktrdr/logs/\`.
+Theirs need BuildKit (\`RUN --mount=type=cache\`, a heredoc) and, for worker-cpu, PyTorch's CPU index
+(\`download.pytorch.org\`); where the engine has no buildx and that index does not answer, as here, they do not
+build at all, while ours build from the same commit with no flag. Logs: \`build/bench-ktrdr/logs/\`.
 <!-- bench:ktrdr:end -->
 EOF
 replace_section ktrdr "$work/section.md"

@@ -178,3 +178,18 @@ def test_execution_environment_build_context(tarball, tmp_path):
     # What ansible-builder's introspection reads from the installed collection during the build.
     meta = yaml.safe_load(tarfile.open(tarball).extractfile("meta/execution-environment.yml").read())
     assert meta["dependencies"] == {"python": "requirements.txt", "system": "bindep.txt"}
+
+
+def test_check_mode_writes_nothing_from_the_installed_copy(installed, tmp_path):
+    """`ktrdr.ops.build --check` with a build directory that does not exist yet: it says what it would do
+    and creates nothing, neither there nor inside the installed collection."""
+    env = {"ANSIBLE_COLLECTIONS_PATH": str(installed)}
+    ops = installed / "ansible_collections" / "ktrdr" / "ops"
+    before = sorted(str(p.relative_to(ops)) for p in ops.rglob("*"))
+    build_dir = tmp_path / "new-build"
+    out = run(["ansible-playbook", "-i", str(ops / "inventories" / "local"), "ktrdr.ops.build", "--check",
+               "-e", "ktrdr_build_dir=%s" % build_dir, "-e", "images_cache_dir=%s" % (tmp_path / "new-cache")],
+              cwd=tmp_path, env=env)
+    assert "PLAY RECAP" in out
+    assert not build_dir.exists() and not (tmp_path / "new-cache").exists()
+    assert sorted(str(p.relative_to(ops)) for p in ops.rglob("*")) == before

@@ -82,13 +82,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ktrdr.ops.plugins.module_utils import _image_plan as plan
 
 
-def probed(images, probes, sizes):
-    """The probed images, each with its probe and size."""
-    out = {}
-    for key, probe in probes.items():
-        img = dict(images.get(key) or {})
-        out[key] = dict(img, probe=probe, size=sizes.get(img.get("ref"), 0))
-    return out
+def merged(images, probes, sizes):
+    """Every planned image with its probe ({} when not probed) and its size."""
+    return {k: dict(v or {}, probe=probes.get(k) or {}, size=sizes.get((v or {}).get("ref"), 0)) for k, v in images.items()}
 
 
 def problems_of(images, forbidden, max_ratio, max_mb):
@@ -145,15 +141,12 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    images = probed(p["images"], p["probes"], p["sizes"])
+    images = merged(p["images"], p["probes"], p["sizes"])
     problems = problems_of(images, p["forbidden_modules"], p["max_ratio"], p["max_mb"])
     largest = plan.largest(((images.get("backend") or {}).get("probe") or {}).get("packages"))
     if problems:
         module.fail_json(msg=" ".join(problems), problems=problems, backend_largest=largest)
-    everything = {k: dict(v or {}, probe=p["probes"].get(k) or {}, size=p["sizes"].get((v or {}).get("ref"), 0))
-                  for k, v in p["images"].items()}
-    module.exit_json(changed=False, summary=summary_of(everything), backend_largest=largest)
-
+    module.exit_json(changed=False, summary=summary_of(images), backend_largest=largest)
 
 if __name__ == "__main__":
     main()

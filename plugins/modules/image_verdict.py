@@ -148,5 +148,6 @@ def main():
         module.fail_json(msg=" ".join(problems), problems=problems, backend_largest=largest)
     module.exit_json(changed=False, summary=summary_of(images), backend_largest=largest)
 
+
 if __name__ == "__main__":
     main()

@@ -61,8 +61,8 @@ def migration_runners() -> list:
 # --- 8. two concurrent migration runs ----------------------------------------------------------
 
 def test_concurrent_migrations_serialize():
-    """Two migrate.yml runs at once on a fresh database: one applies both revisions, the other
-    waits for the advisory lock and finds nothing pending. The drill holds the lock itself until
+    """Two migrate.yml runs at once on a fresh database (from two inventories, so two deploy locks):
+    one applies both revisions, the other waits for the advisory lock and finds nothing pending. The drill holds the lock itself until
     both runners are waiting on it, so the two really contend (not one after the other)."""
     ansible_ok(os.path.join(HERE, "playbooks", "database.yml"))
     assert psql("SELECT to_regclass('public.alembic_version') IS NULL") == "t", "the database is not fresh"
@@ -76,7 +76,10 @@ def test_concurrent_migrations_serialize():
         holder.stdin.flush()
         wait_for("the drill to hold the migration lock",
                  lambda: psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1", 30)
-        runs = [start_playbook("migrate.yml"), start_playbook("migrate.yml")]
+        # The second run comes as from another inventory of the same database (a deploy lock of
+        # its own, in another root directory): only the advisory lock stands between the two.
+        runs = [start_playbook("migrate.yml"),
+                start_playbook("migrate.yml", "-e", "ktrdr_root_dir=%s" % os.path.join(BUILD_DIR, "other-inventory"))]
         wait_for("both migration runners to wait on the lock",
                  lambda: len(migration_runners()) == 2
                  and int(psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_try_advisory_lock%' "
@@ -272,7 +275,7 @@ def test_database_restart_backend_recovers(stack):
     assert state(BACKEND)["StartedAt"] == backend_started, "the backend was restarted to recover"
 
 
-# --- 4. failed canary on an upgrade, then rollback ---------------------------------------------
+# --- 4. failed canary on an upgrade, rolled back by itself ---------------------------------------------
 
 SABOTAGE = "fault drill: this release is broken on purpose"
 
@@ -315,32 +318,39 @@ def broken_source():
         DOCKER.images.remove(ref)
 
 
-def test_failed_canary_upgrade_rolls_back(stack, broken_source):
-    """upgrade.yml to a release whose trainings fail: the backend and the workers are replaced,
-    the canary training on the first batch fails and stops the upgrade with the operation's
-    error. rollback.yml then brings the previous release back on every container, and the stack
-    trains and backtests again."""
+def audit_entries() -> list[dict]:
+    with open(os.path.join(ROOT_DIR, "audit.jsonl")) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def test_failed_canary_upgrade_rolls_back_by_itself(stack, broken_source):
+    """upgrade.yml -e upgrade_rollback_on_failure=true to a release whose trainings fail: the
+    backend and the workers are replaced, the canary training on the first batch fails, and the
+    play rolls the environment back to the previous release by itself (playbooks/rollback.yml),
+    proves it with the canary, records the failure and the rollback in the audit log, and fails
+    with the operation's error. Every container runs the previous images again, re-registered."""
     release_a = manifest()["current"]
     images_a = running_images()
+    audited = len(audit_entries())
 
-    run = ansible("upgrade.yml", "-e", "ktrdr_source_dir=%s" % broken_source)
+    run = ansible("upgrade.yml", "-e", "ktrdr_source_dir=%s" % broken_source, "-e", "upgrade_rollback_on_failure=true")
     assert run.rc != 0, "the upgrade to a broken release succeeded:\n%s" % run.tail()
     assert SABOTAGE in run.output, "the upgrade's failure does not carry the canary's error:\n%s" % run.tail()
-    images_b = running_images()
-    assert images_b[BACKEND] != images_a[BACKEND] and images_b[TRAINING] != images_a[TRAINING], images_b
+    assert "The upgrade failed and was rolled back" in run.output, run.tail()
+    assert "TASK [ktrdr.ops.canary : Verdict]" in run.output, "the rollback was not proven by the canary:\n%s" % run.tail()
+    assert running_images() == images_a, "the rollback left %s (expected %s)" % (running_images(), images_a)
     m = manifest()
-    assert m["current"] != release_a and m["previous"] == release_a, \
-        "the manifest does not record the broken release as current (rollback target %s): %s" % (release_a, m)
-
-    ansible_ok("rollback.yml")
-    assert running_images() == images_a, "rollback left %s (expected %s)" % (running_images(), images_a)
-    assert manifest()["current"] == release_a
-    wait_for("the backend to serve after the rollback", backend_serves, 120)
+    assert m["current"] == release_a and m["previous"] != release_a, m
+    new = audit_entries()[audited:]
+    assert [e["result"] for e in new] == ["failed", "rolled-back"], new
+    assert SABOTAGE in new[0]["message"] and new[1]["release"] == release_a, new
+    with open(os.path.join(ROOT, "artifacts", "faults", "canary-report.json")) as fh:
+        assert json.load(fh)["verdict"] == "passed"
     revisions = {i: images_a[n].rsplit(":", 1)[1] for i, n in worker_ids().items()}
     wait_for("every worker to register with the previous release's image",
              lambda: all(workers().get(i, {}).get("capabilities", {}).get("image_revision", "")[:12] == r
                          for i, r in revisions.items()), 120)
-    run_operations()
+    assert not os.path.exists(os.path.join(ROOT_DIR, "deploy.lock")), "the upgrade left its deploy lock"
 
 
 # --- 7. dockerd restarted ------------------------------------------------------------------------

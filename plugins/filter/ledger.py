@@ -1,0 +1,12 @@
+# Copyright (c) ktrdr.ops contributors
+# SPDX-License-Identifier: MIT
+"""Filters over the ledger's records (plugins/module_utils/_ledger.py): release_id, lock_text."""
+
+from __future__ import annotations
+
+from ansible_collections.ktrdr.ops.plugins.module_utils._ledger import describe_lock, release_id
+
+
+class FilterModule:
+    def filters(self):
+        return {"release_id": release_id, "lock_text": describe_lock}

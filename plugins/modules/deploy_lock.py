@@ -17,7 +17,7 @@ description:
     the outermost playbook releases it.
   - Its action plugin (on the controller) names the run, waits up to O(wait) seconds while another run holds it,
     printing who, and recognises a lock as B(stale) when its holder's run was on this controller and has ended (a
-    killed or interrupted run): a stale lock is not waited for, it must be broken (O(state=broken)).
+    killed or interrupted run) - a stale lock is not waited for, it must be broken (O(state=broken)).
 author:
   - ktrdr.ops maintainers (@ktrdr-ops)
 extends_documentation_fragment:

@@ -24,7 +24,8 @@ def lock_status(lock):
         return "free"
     if lock.get("kind") == "maintenance":
         return "held"
-    alive = _ledger.run_alive({"id": lock.get("run", ""), "pid": lock.get("pid"), "controller": lock.get("controller")})
+    alive = _ledger.run_alive({"id": lock.get("run", ""), "pid": lock.get("pid"), "controller": lock.get("controller"),
+                               "namespace": lock.get("namespace", "")})
     return {True: "held", False: "stale", None: "unknown"}[alive]
 
 

@@ -58,10 +58,36 @@ def _proc_start(pid):
 def _playbooks(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as fh:
-            args = fh.read().decode("utf-8", "replace").split("\0")
+            return playbooks_in(fh.read().decode("utf-8", "replace").split("\0"))
     except OSError:
         return ""
-    return " ".join(os.path.basename(a) for a in args if a.endswith((".yml", ".yaml")))
+
+
+def playbooks_in(args):
+    """The playbook names on an ansible-playbook command line."""
+    # The playbooks are the arguments that are not options nor their values (-i hosts.yml, -e @vars.yml).
+    with_value = {"-i", "--inventory", "--inventory-file", "-e", "--extra-vars", "-l", "--limit", "-t", "--tags",
+                  "--skip-tags", "--vault-password-file", "--vault-id", "-u", "--user", "-c", "--connection", "-f", "--forks"}
+    books, skip = [], True  # args[0] is the interpreter or the script
+    for i, a in enumerate(args):
+        if skip or not a:
+            skip = False
+            continue
+        if a in with_value:
+            skip = True
+        elif not a.startswith(("-", "@")) and a.endswith((".yml", ".yaml")) and (i == 0 or args[i - 1] not in with_value):
+            books.append(os.path.basename(a))
+    return " ".join(books)
+
+
+def _namespace():
+    """This machine's boot and PID namespace: two containers with one hostname differ here."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        return "%s/%d" % (boot, os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
 
 
 def controller_run(pid=None, user=None):
@@ -79,6 +105,7 @@ def controller_run(pid=None, user=None):
         "controller": controller,
         "holder": "%s@%s" % (user, controller),
         "pid": pid,
+        "namespace": _namespace(),
         "play": _playbooks(pid),
         "started_at": started if started is not None else round(time.time(), 1),
     }
@@ -90,6 +117,10 @@ def run_alive(run, here=None):
     here = here or socket.gethostname()
     if not run or run.get("controller") != here:
         return None
+    theirs, mine = run.get("namespace") or "", _namespace()
+    if theirs and mine and theirs != mine:
+        # Another boot of this machine: that run has ended. Another PID namespace: cannot tell.
+        return False if theirs.split("/")[0] != mine.split("/")[0] else None
     pid = int(run.get("pid") or 0)
     if pid <= 0:
         return False
@@ -156,7 +187,7 @@ def acquire(path, run, kind="run", message="", env="", write=True):
     record = {
         "format": 1, "env": env, "kind": kind, "message": message, "depth": 1,
         "run": run["id"], "holder": run["holder"], "user": run["user"], "controller": run["controller"],
-        "pid": run["pid"], "play": run.get("play", ""), "since": iso(time.time()),
+        "pid": run["pid"], "namespace": run.get("namespace", ""), "play": run.get("play", ""), "since": iso(time.time()),
     }
     held = read_json(path)
     if held is not None and held.get("run") != run["id"]:
@@ -185,12 +216,15 @@ def release(path, run, everything=False, write=True):
     held = read_json(path)
     if held is None:
         return True, None
-    mine = held.get("run") == run["id"] or (held.get("kind") == "maintenance" and held.get("holder") == run["holder"])
-    if not mine and everything:
-        return False, held  # a failed run gives back only its own lock
+    if everything:
+        mine = held.get("run") == run["id"]  # a failed run gives back only its own lock, never a maintenance one
+    else:
+        mine = held.get("run") == run["id"] or (held.get("kind") == "maintenance" and held.get("holder") == run["holder"])
+    if not mine and (everything or not write):
+        return False, held  # (in check mode the lock was only read, another's is left as it is)
     if not mine:
-        raise LedgerError("the deploy lock is %s, not by this run: break it with "
-                          "ansible-playbook playbooks/lock.yml -e ktrdr_lock=break" % describe_lock(held))
+        raise LedgerError("the deploy lock is %s, not by this run: wait until its holder releases it, or break it "
+                          "with ansible-playbook playbooks/lock.yml -e ktrdr_lock=break" % describe_lock(held))
     depth = 0 if everything else int(held.get("depth", 1)) - 1
     if not write:
         return depth <= 0, held

@@ -44,7 +44,7 @@ options:
     description: Bearer token for O(api_url).
     type: str
   audit_lines:
-    description: How many of the newest audit lines to return.
+    description: How many of the newest audit lines to return (V(0) - the log is not read).
     type: int
     default: 10
   canary_report:
@@ -220,7 +220,7 @@ def main():
     except _ledger.LedgerError as exc:
         lock = {"holder": "?", "status": "unreadable"}
         problems.append(str(exc))
-    audit, bad = _ledger.read_audit(os.path.join(p["root_dir"], _ledger.AUDIT_FILE), p["audit_lines"])
+    audit, bad = _ledger.read_audit(os.path.join(p["root_dir"], _ledger.AUDIT_FILE), p["audit_lines"]) if p["audit_lines"] > 0 else ([], [])
     try:
         revision = schema_revision(api, containers)
     except Exception as exc:

@@ -119,3 +119,16 @@ def test_skew_names_workers_of_another_release():
     assert _ledger.skew(containers, _ledger.backend_release(containers)) == [
         {"worker_id": "backtest-1", "container": "p-backtest-1", "release": "bbb", "backend_release": "aaa"}]
     assert [k["container"] for k in _ledger.skew(containers, "ccc")] == ["p-backend", "p-training-1", "p-backtest-1"]
+
+
+def test_the_play_is_the_playbook_not_the_inventory_or_a_vars_file():
+    args = ["/venv/bin/python", "/venv/bin/ansible-playbook", "-i", "inventories/prod/hosts.yml", "-e", "@vars.yml",
+            "--extra-vars", "x.yml", "playbooks/upgrade.yml", "-e", "upgrade_rollback_on_failure=true"]
+    assert _ledger.playbooks_in(args) == "upgrade.yml"
+
+
+def test_a_run_of_another_boot_has_ended_one_of_another_pid_namespace_is_unknown():
+    here = run_of()
+    boot, ns = here["namespace"].split("/")
+    assert _ledger.run_alive(dict(here, namespace="another-boot/" + ns)) is False
+    assert _ledger.run_alive(dict(here, namespace=boot + "/1")) is None

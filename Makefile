@@ -21,7 +21,7 @@ help:
 	@echo "make test     lint, unit, live and Molecule tests (what CI runs)"
 	@echo "make images   build the split images only"
 	@echo "make teardown remove the deployed containers (volumes kept unless KTRDR_PURGE=true)"
-	@echo "make test-faults  the fault drills on a real deployment (tests/faults, 5-7 min, part of make test; KTRDR_FAULTS_DOCKERD=1 adds the engine restart)"
+	@echo "make test-faults  the fault drills on a real deployment (tests/faults, ~15 min, part of make test; KTRDR_FAULTS_DOCKERD=1 adds the engine restart)"
 	@echo "make test-remote  the three-host Molecule scenario (own engines, no registry; ~15 min, not in CI)"
 	@echo "make test-gpu     the GPU scenario (skips with one line where no NVIDIA GPU/toolkit)"
 	@echo "make test-ktrdr KTRDR_SRC=<ktrdr>  canary, re-run, ktrdr's test-canary.sh, restart drills, strategy verdicts on real ktrdr (not in CI)"

@@ -60,7 +60,7 @@ stage reliability run_pytest tests/reliability
 stage canary molecule test -s canary
 # Skips with one line saying what is missing where there is no NVIDIA GPU + toolkit.
 stage gpu molecule test -s gpu
-# Fault drills (also alone: make test-faults), 5-7 min; the dockerd drill only with KTRDR_FAULTS_DOCKERD=1.
+# Fault drills (also alone: make test-faults), ~15 min with the operate drills; the dockerd drill only with KTRDR_FAULTS_DOCKERD=1.
 stage faults run_pytest tests/faults
 
 echo "=== summary"

@@ -1,12 +1,12 @@
 # Copyright (c) ktrdr.ops contributors
 # SPDX-License-Identifier: MIT
-"""Filters over the ledger's records (plugins/module_utils/_ledger.py): release_id, lock_text."""
+"""Filters over the ledger's records (plugins/module_utils/_ledger.py): release_id, lock_text, release_skew."""
 
 from __future__ import annotations
 
-from ansible_collections.ktrdr.ops.plugins.module_utils._ledger import describe_lock, release_id
+from ansible_collections.ktrdr.ops.plugins.module_utils._ledger import describe_lock, release_id, release_skew
 
 
 class FilterModule:
     def filters(self):
-        return {"release_id": release_id, "lock_text": describe_lock}
+        return {"release_id": release_id, "lock_text": describe_lock, "release_skew": release_skew}

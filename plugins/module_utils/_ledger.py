@@ -320,15 +320,25 @@ def project_containers(api, project):
                 hashes[i["Image"]] = ((api.inspect_image(i["Image"]).get("Config") or {}).get("Labels") or {}).get(CONTENT_LABEL, "")
             except Exception:
                 hashes[i["Image"]] = ""
-        out.append({
-            "name": (i.get("Name") or "").lstrip("/"), "component": labels.get("io.ktrdr.component", ""),
-            "kind": labels.get("io.ktrdr.kind") or ("worker" if labels.get("io.ktrdr.worker-id") else ""),
-            "worker_id": labels.get("io.ktrdr.worker-id", ""), "release": labels.get(RELEASE_LABEL, ""),
-            "image": config.get("Image"), "image_id": i["Image"], "content_hash": hashes[i["Image"]],
-            "state": state.get("Status"), "health": (state.get("Health") or {}).get("Status") or "none",
-            "started_at": state.get("StartedAt"),
-        })
+        out.append(dict(
+            role_of((i.get("Name") or "").lstrip("/"), labels),
+            image=config.get("Image"), image_id=i["Image"], content_hash=hashes[i["Image"]],
+            state=state.get("Status"), health=(state.get("Health") or {}).get("Status") or "none",
+            started_at=state.get("StartedAt"),
+        ))
     return sorted(out, key=lambda c: c["name"])
+
+
+def role_of(name, labels):
+    """What a container is in the environment, from the labels the roles give it."""
+    return {"name": name, "component": labels.get("io.ktrdr.component", ""),
+            "kind": labels.get("io.ktrdr.kind") or ("worker" if labels.get("io.ktrdr.worker-id") else ""),
+            "worker_id": labels.get("io.ktrdr.worker-id", ""), "release": labels.get(RELEASE_LABEL, "")}
+
+
+def release_skew(containers, release):
+    """skew() over containers as ktrdr.ops.containers_info lists them (name and labels)."""
+    return skew([role_of(c["name"], c.get("labels") or {}) for c in containers], release)
 
 
 def backend_release(containers):

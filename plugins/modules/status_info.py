@@ -146,10 +146,9 @@ def schema_revision(api, containers):
     db = next((c for c in containers if c["component"] == "db" and c["state"] == "running"), None)
     if db is None:
         return ""
-    env = dict(e.split("=", 1) for e in (api.inspect_container(db["name"])["Config"].get("Env") or []) if "=" in e)
-    cmd = ["psql", "-U", env.get("POSTGRES_USER", "postgres"), "-d", env.get("POSTGRES_DB", "postgres"), "-tAc",
-           "SELECT version_num FROM alembic_version"]
-    exec_id = api.exec_create(db["name"], cmd)["Id"]
+    # The container's own environment names the login (its shell expands it): no second inspect.
+    query = 'psql -U "$POSTGRES_USER" -d "${POSTGRES_DB:-$POSTGRES_USER}" -tAc "SELECT version_num FROM alembic_version"'
+    exec_id = api.exec_create(db["name"], ["sh", "-c", query])["Id"]
     out = api.exec_start(exec_id).decode("utf-8", "replace").strip()
     return out if api.exec_inspect(exec_id).get("ExitCode") == 0 else "unreadable: %s" % out[-200:]
 

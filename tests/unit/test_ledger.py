@@ -132,3 +132,12 @@ def test_a_run_of_another_boot_has_ended_one_of_another_pid_namespace_is_unknown
     boot, ns = here["namespace"].split("/")
     assert _ledger.run_alive(dict(here, namespace="another-boot/" + ns)) is False
     assert _ledger.run_alive(dict(here, namespace=boot + "/1")) is None
+
+
+def test_the_guard_reads_the_same_rule_from_containers_info_labels():
+    listed = [{"name": "p-backend", "labels": {"io.ktrdr.component": "backend", "io.ktrdr.release": "aaa"}},
+              {"name": "p-backtest-1", "labels": {"io.ktrdr.kind": "worker", "io.ktrdr.worker-id": "backtest-1",
+                                                   "io.ktrdr.release": "bbb"}},
+              {"name": "p-db", "labels": {"io.ktrdr.component": "db"}}]
+    assert _ledger.release_skew(listed, "aaa") == [
+        {"worker_id": "backtest-1", "container": "p-backtest-1", "release": "bbb", "backend_release": "aaa"}]

@@ -40,6 +40,52 @@ def release_id(images):
     return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()[:12]
 
 
+# --- the release record (releases.json on each host) -------------------------------------------
+
+def record_release(old, event, images, host_keys, schema_revision="", backup_path="", history=10,
+                   env="", host="", now=None):
+    """The host's manifest after an event: `distributed` (the images are on the host) or `deployed`
+    (they now run: the release becomes current, the one before it previous, the rollback target).
+    A release keeps its first distributed_at; the oldest beyond `history` are forgotten, never the
+    current or the previous one. Pure: returns the new manifest and the release's id."""
+    old = old or {}
+    if event not in ("distributed", "deployed"):
+        raise LedgerError("unknown release event %r (distributed, deployed)" % event)
+    deployed = event == "deployed"
+    images = {k: v for k, v in (images or {}).items() if k in IMAGE_KEYS and isinstance(v, str)}
+    rid = release_id(images)
+    now = now or iso(time.time())
+    olds = list(old.get("releases") or [])
+    entry = {"id": rid, "images": images, "distributed_at": now}
+    entry.update(next((r for r in olds if r.get("id") == rid), {}))
+    entry["host_images"] = [images[k] for k in IMAGE_KEYS if k in host_keys and k in images]
+    becomes_current = deployed and old.get("current") != rid
+    if becomes_current:
+        entry["deployed_at"] = now
+    if deployed and schema_revision:
+        entry["schema_revision"] = schema_revision
+    if deployed and backup_path:
+        entry["backup_path"] = backup_path
+    current = rid if deployed else old.get("current")
+    previous = old.get("current") if becomes_current else old.get("previous")
+    merged = [entry if r.get("id") == rid else r for r in olds]
+    if not any(r.get("id") == rid for r in olds):
+        merged.append(entry)
+    droppable = [r["id"] for r in merged if r.get("id") not in (current, previous)]
+    drop = set(droppable[:max(len(merged) - int(history), 0)])
+    manifest = {"format": 1, "env": env, "host": host, "current": current, "previous": previous,
+                "releases": [r for r in merged if r.get("id") not in drop]}
+    return manifest, rid
+
+
+def write_json(path, data):
+    """Whole or not at all: a temp file in the same directory, renamed over the old one."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    tmp = _write_temp(directory, json.dumps(data, indent=4, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
 # --- who runs ------------------------------------------------------------------------------------
 
 def _proc_start(pid):

@@ -193,3 +193,27 @@ def test_check_mode_writes_nothing_from_the_installed_copy(installed, tmp_path):
     assert "PLAY RECAP" in out
     assert not build_dir.exists() and not (tmp_path / "new-cache").exists()
     assert sorted(str(p.relative_to(ops)) for p in ops.rglob("*")) == before
+
+
+def test_installed_copy_keeps_its_state_outside_itself(installed, tmp_path):
+    """Default paths from the installed copy (no KTRDR_BUILD_DIR, no ktrdr_build_dir): the build directory and the
+    artifacts are in the user's cache, never in the collection; `ktrdr.ops.build --check` then creates neither."""
+    xdg = tmp_path / "xdg"
+    env = {"ANSIBLE_COLLECTIONS_PATH": str(installed), "XDG_CACHE_HOME": str(xdg), "KTRDR_BUILD_DIR": "",
+           "KTRDR_ARTIFACTS_DIR": ""}
+    ops = installed / "ansible_collections" / "ktrdr" / "ops"
+    where = tmp_path / "where.yml"
+    where.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  roles: [ktrdr.ops.common]\n  tasks:\n"
+        "    - ansible.builtin.assert:\n        that:\n"
+        "          - ktrdr_build_dir == '%s/ktrdr.ops/build'\n"
+        "          - ktrdr_artifacts_dir == '%s/ktrdr.ops/artifacts/local'\n"
+        "          - ktrdr_source_dir == '%s/deploy/reference'\n" % (xdg, xdg, ops))
+    run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(where)], cwd=tmp_path, env=env)
+    before = sorted(str(p.relative_to(ops)) for p in ops.rglob("*"))
+    out = run(["ansible-playbook", "-i", str(ops / "inventories" / "local"), "ktrdr.ops.build", "--check"],
+              cwd=tmp_path, env=env)
+    assert "PLAY RECAP" in out
+    # (uv keeps its own cache there when the plan exports the lock: uv's, not ours)
+    assert not (xdg / "ktrdr.ops").exists(), "--check created %s" % sorted(str(p) for p in xdg.rglob("*"))
+    assert sorted(str(p.relative_to(ops)) for p in ops.rglob("*")) == before

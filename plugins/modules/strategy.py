@@ -53,13 +53,21 @@ options:
         C(lookup('ansible.builtin.file', path))), or copy them to the host first.
       - Files ending in C(.yml) in a directory are skipped with a warning, because ktrdr only looks up C(<name>.yaml).
       - With O(state=absent), the names of the files in O(src) are removed from O(dest_dir).
-      - Mutually exclusive with O(content).
+      - Mutually exclusive with O(content) and O(files).
     type: path
   content:
     description:
       - The YAML text of one strategy. It is installed as C(<name>.yaml), with O(name) or else the C(name) key of the YAML.
-      - Mutually exclusive with O(src).
+      - Mutually exclusive with O(src) and O(files).
     type: str
+  files:
+    description:
+      - Several strategies at once, name (the file stem) to YAML text, as from the controller's files - for example
+        C(dict(names | zip(query('ansible.builtin.file', *paths, rstrip=false)))). Every one is validated before the first
+        is written, and one module run installs the set.
+      - With O(state=absent), the named strategy files are removed.
+      - Mutually exclusive with O(src) and O(content).
+    type: dict
   name:
     description:
       - Strategy name (the file stem) for O(content), or the strategy to remove with O(state=absent).
@@ -105,6 +113,12 @@ options:
         see the file or reports an error.
       - Defaults to V(true) when O(api_url) (or E(KTRDR_API_URL)) is set, else V(false).
     type: bool
+  confirm_unchanged:
+    description:
+      - With O(confirm), also ask the backend about the files that were already installed as given. V(false) asks only about
+        the files written (or whose owner, group or mode changed), so a re-run that changes nothing asks the backend nothing.
+    type: bool
+    default: true
 notes:
   - The backend's validate endpoint reads the strategies directory of the backend container (C(/app/strategies)). If the
     confirmation says the backend cannot find a file that was just installed, O(dest_dir) is not the directory mounted there.
@@ -129,6 +143,15 @@ EXAMPLES = r"""
     name: v3_e2e_test
     dest_dir: /srv/ktrdr/strategies
     api_url: http://localhost:8000
+
+- name: Install the controller's strategies in one run, asking the backend only about the files written
+  vars:
+    paths: "{{ query('ansible.builtin.fileglob', 'strategies/*.yaml') | sort }}"
+  ktrdr.ops.strategy:
+    files: "{{ dict(paths | map('basename') | map('splitext') | map('first') | zip(query('ansible.builtin.file', *paths, rstrip=false))) }}"
+    dest_dir: /srv/ktrdr/strategies
+    api_url: http://localhost:8000
+    confirm_unchanged: false
 
 - name: Remove a retired strategy
   ktrdr.ops.strategy:
@@ -232,6 +255,9 @@ class StrategyInstaller:
     def sources(self):
         """[(stem, bytes, label)] for O(state=present)."""
         p = self.p
+        if p["files"] is not None:
+            return [(str(stem), to_bytes(text, errors="surrogate_or_strict"), "%s.yaml" % stem)
+                    for stem, text in sorted(p["files"].items())]
         if p["content"] is not None:
             data = to_bytes(p["content"], errors="surrogate_or_strict")
             stem = p["name"]
@@ -261,6 +287,8 @@ class StrategyInstaller:
     def names_to_remove(self):
         if self.p["name"]:
             return [self.p["name"]]
+        if self.p["files"] is not None:
+            return sorted(self.p["files"])
         if self.p["src"]:
             src = self.p["src"]
             if os.path.isdir(src):
@@ -408,6 +436,8 @@ class StrategyInstaller:
             self.local_warnings.append("Could not list strategies (%s); only the validate endpoint was used" % exc)
         problems = []
         for entry in self.results:
+            if not (entry["changed"] or self.p["confirm_unchanged"]):
+                continue
             path = "/strategies/validate/%s" % quote_segment(entry["name"])
             try:
                 answer = self.client.post(path)
@@ -460,15 +490,18 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         name_check=dict(type="str", default="warn", choices=["error", "warn", "ignore"]),
         confirm=dict(type="bool"),
+        confirm_unchanged=dict(type="bool", default=True),
+        files=dict(type="dict"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
-        mutually_exclusive=[("src", "content")],
-        required_if=[("state", "present", ("src", "content"), True)],
+        mutually_exclusive=[("src", "content", "files")],
+        required_if=[("state", "present", ("src", "content", "files"), True)],
     )
-    if module.params["name"] and module.params["src"]:
-        module.fail_json(msg="name applies to content (or to state=absent); with src the names come from the file names")
+    if module.params["name"] and (module.params["src"] or module.params["files"] is not None):
+        module.fail_json(msg="name applies to content (or to state=absent); with src or files the names come from the file names "
+                             "or the keys of files")
     StrategyInstaller(module).run()
 
 

@@ -125,6 +125,27 @@ def test_content_name_from_yaml_and_invalid_files_install_nothing(tmp_path, src_
     assert confirm_no_url.failed and confirm_no_url.msg == "confirm=true needs api_url (or KTRDR_API_URL) to reach the backend"
 
 
+def test_files_install_a_set_in_one_run_and_one_bad_file_installs_none(tmp_path, src_dir):
+    dest = tmp_path / "strategies"
+    files = {"v3_e2e_test": read(src_dir / "v3_e2e_test.yaml").decode(), "v3_minimal": read(src_dir / "v3_minimal.yaml").decode()}
+    bad = dict(files, v3_bad=files["v3_minimal"].replace("name: v3_minimal", "name: v3_bad").replace("nn_inputs:", "nn_inputz:"))
+    refused = run_tasks([module_task("strategy", {"files": bad, "dest_dir": str(dest)})])[0]
+    assert refused.failed and "v3_bad.yaml: missing required key 'nn_inputs'" in refused.msg
+    assert not dest.exists(), "one bad file must stop the whole set"
+    run = run_tasks([
+        module_task("strategy", {"files": files, "dest_dir": str(dest)}, check=True),
+        module_task("strategy", {"files": files, "dest_dir": str(dest)}),
+        module_task("strategy", {"files": files, "dest_dir": str(dest)}),
+        module_task("strategy", {"files": {"v3_minimal": ""}, "dest_dir": str(dest), "state": "absent"}),
+    ])
+    check_run, real, again, removed = run.results
+    assert check_run.changed and [s["action"] for s in check_run["strategies"]] == ["created", "created"]
+    assert real.changed and real.msg == "strategy v3_e2e_test created; strategy v3_minimal created"
+    assert read(dest / "v3_e2e_test.yaml").decode() == files["v3_e2e_test"]
+    assert not again.changed and [s["action"] for s in again["strategies"]] == ["unchanged", "unchanged"]
+    assert removed.changed and not (dest / "v3_minimal.yaml").exists() and (dest / "v3_e2e_test.yaml").exists()
+
+
 # -- with the reference backend: the backend confirms what was installed ---------------------------------
 
 
@@ -148,6 +169,17 @@ def test_confirmed_by_the_backend(backend, strategies_dir, tmp_path):
     assert entry["valid"] is True and entry["listed"] is True and entry["issues"] == []
     assert (strategies_dir / "v3_ops_confirm.yaml").read_text() == renamed("v3_ops_confirm")
     assert not again.changed and again["strategies"][0]["valid"] is True
+
+
+@pytest.mark.needs_stack
+def test_a_rerun_of_an_unchanged_set_asks_the_backend_nothing(backend, strategies_dir):
+    files = {"v3_ops_quiet": renamed("v3_ops_quiet")}
+    args = {"files": files, "dest_dir": str(strategies_dir), "api_url": backend.url, "confirm_unchanged": False}
+    real, again = run_tasks([module_task("strategy", args), module_task("strategy", args)]).results
+    assert not real.failed, real.msg
+    assert real.changed and real["strategies"][0]["valid"] is True
+    # Not asked: an unchanged file keeps valid/listed null (with confirm_unchanged=true it is asked again).
+    assert not again.changed and again["strategies"][0]["valid"] is None and again["strategies"][0]["listed"] is None
 
 
 @pytest.mark.needs_stack

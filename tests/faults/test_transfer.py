@@ -1,7 +1,7 @@
 """Drill 5: an image transfer interrupted half-way, then re-run (roles/distribute, archive path).
 
 A host with its own Docker engine (Docker-in-Docker, molecule/remote/create-hosts.yml) gets the
-PostgreSQL image from the build host through distribute.yml: export (image_bundle.py on the build
+PostgreSQL image from the build host through distribute.yml: export (ktrdr.ops.image_bundle on the build
 host) -> copy (the docker connection pipes it into `dd` on the host) -> docker load -> verify.
 The drill kills ansible-playbook (and every process it started) twice: once while the export is
 being written, once while the archive is being copied; then a re-run must converge, and the run

@@ -1,14 +1,13 @@
 # Copyright (c) ktrdr.ops contributors
 # SPDX-License-Identifier: MIT
-"""Make one loadable image archive per target host, holding only the layers that host lacks.
+#
+# This module util is PRIVATE to the ktrdr.ops collection. It may change or go away
+# without notice; do not use it from other collections.
+"""Image archives that hold only the layers a host lacks (module ktrdr.ops.image_bundle).
 
-Run by the ktrdr.ops.distribute role on the build host (ansible.builtin.script, its `executable`
-the host's Python: hence no shebang), with one JSON argument and a JSON answer on stdout.
-Standard library only.
-
-Exports every image named in the deliveries once (docker save through the engine API), keeps the
+Exports every image named in the deliveries once (``docker save`` through the engine), keeps the
 export in <cache_dir>/exports keyed by tag and image ID, and writes for each delivery a
-`docker load` archive that carries every image's config and manifest but only the layer files
+``docker load`` archive that carries every image's config and manifest but only the layer files
 the target does not have yet. A layer counts as present on the target when its chain ID (the
 layer and every layer under it) is a chain of an image listed in the delivery's "present", or of
 an image earlier in the same delivery (they load in order). The classic Docker image store skips
@@ -17,88 +16,19 @@ one. "full" on a delivery (or layer_delta=false) gives complete archives, e.g. f
 use the containerd image store. Deliveries with the same plan share one archive. Files are
 written under a temporary name and renamed, under a lock, so concurrent runs never see
 half-written ones.
-
-Input (argv[1], JSON):
-  deliveries: [{name, images: [ref, ...] (load order), present: [[diff_id, ...], ...], full: bool}]
-  cache_dir: directory on the build host; layer_delta: bool (true); prune_exports: bool (true);
-  keep_refs: [ref] whose exports survive pruning; docker_host: unix:///var/run/docker.sock;
-  timeout: seconds (600); check: bool (plan only, write nothing)
-Output (stdout, JSON): {changed, deliveries: {name: {path, bytes, images, layers_total,
-  layers_sent, layers_skipped, bytes_skipped, plan}}, exported: [ref], pruned: [file], seconds}
-  or {failed: true, msg}.
 """
+
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import http.client
 import io
 import json
 import os
 import re
-import socket
 import tarfile
-import time
-import traceback
-from urllib.parse import quote, urlsplit
-
-import sys
 
 COPY_BUFSIZE = 4 * 1024 * 1024
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-class Engine:
-    def __init__(self, url, timeout):
-        parts = urlsplit(url)
-        if parts.scheme in ("unix", "") and (parts.path or url.startswith("/")):
-            self._new = lambda: _UnixConnection(parts.path or url, timeout)
-        elif parts.scheme in ("tcp", "http"):
-            self._new = lambda: http.client.HTTPConnection(parts.hostname, parts.port or 2375, timeout=timeout)
-        else:
-            raise ValueError("docker_host %r: only unix:// and plain tcp:// engines are supported here" % url)
-
-    def request(self, path):
-        conn = self._new()
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        if resp.status != 200:
-            body = resp.read().decode("utf-8", "replace")
-            conn.close()
-            raise LookupError("%s -> HTTP %s: %s" % (path, resp.status, body.strip()[:300]))
-        return conn, resp
-
-    def inspect(self, ref):
-        conn, resp = self.request("/images/%s/json" % quote(ref, safe=""))
-        try:
-            return json.loads(resp.read())
-        finally:
-            conn.close()
-
-    def save(self, ref, dest):
-        conn, resp = self.request("/images/get?names=%s" % quote(ref, safe=""))
-        try:
-            with open(dest, "wb") as out:
-                while True:
-                    chunk = resp.read(COPY_BUFSIZE)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        finally:
-            conn.close()
 
 
 def chain_ids(diff_ids):
@@ -143,9 +73,12 @@ def read_export(path, ref):
 
 
 class Bundler:
-    def __init__(self, params):
+    """params: deliveries, cache_dir, layer_delta, prune_exports, keep_refs, check; engine: inspect(ref) -> the
+    engine's image inspection (LookupError when absent), save(ref, dest) -> writes `docker save` of ref to dest."""
+
+    def __init__(self, params, engine):
         self.p = params
-        self.engine = Engine(self.p["docker_host"], self.p["timeout"])
+        self.engine = engine
         self.cache = self.p["cache_dir"]
         self.exports_dir = os.path.join(self.cache, "exports")
         self.bundles_dir = os.path.join(self.cache, "bundles")
@@ -304,29 +237,3 @@ class Bundler:
                     res.update({"path": path, "bytes": os.path.getsize(path), "bytes_skipped": stats["bytes_skipped"]})
             pruned = self.prune(infos) if self.p["prune_exports"] else []
         return results, self.changed, pruned
-
-
-DEFAULTS = {"layer_delta": True, "prune_exports": True, "keep_refs": [], "docker_host": "unix:///var/run/docker.sock",
-            "timeout": 600, "check": False}
-
-
-def main(argv):
-    started = time.monotonic()
-    try:
-        params = dict(DEFAULTS, **json.loads(argv[1]))
-        for d in params["deliveries"]:
-            d.setdefault("present", [])
-            d.setdefault("full", False)
-        bundler = Bundler(params)
-        results, changed, pruned = bundler.run()
-    except (OSError, ValueError, KeyError, LookupError, tarfile.TarError, http.client.HTTPException, IndexError) as exc:
-        print(json.dumps({"failed": True, "msg": "Making the image archives failed: %s" % exc,
-                          "exception": traceback.format_exc()}))
-        return 1
-    print(json.dumps({"changed": changed, "deliveries": results, "exported": bundler.exported, "pruned": pruned,
-                      "seconds": round(time.monotonic() - started, 1)}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

@@ -17,32 +17,32 @@ _KINDS = (
 )
 
 
-def _whole(value, name, minimum=0):
+def _whole(value, name, minimum=0, host=""):
     text = str(value).strip()
     if not text.isdigit() or int(text) < minimum:
         raise AnsibleFilterError(
-            "%s must be a whole number >= %d, got %r: set it in the inventory (host_vars/<host>.yml or group_vars)"
-            % (name, minimum, value))
+            "%s must be a whole number >= %d, got %r%s: set it in the inventory (host_vars/<host>.yml or group_vars)"
+            % (name, minimum, value, " on %s" % host if host else ""))
     return int(text)
 
 
-def worker_slots(backtest_count, training_count, backtest_port_base=5003, training_port_base=5004, port_stride=2):
+def worker_slots(backtest_count, training_count, backtest_port_base=5003, training_port_base=5004, port_stride=2, host=""):
     """[{type, index, port}] for the backtesting workers, then the training workers: worker k (1-based) of a
     type listens on base + (k - 1) * stride. Refuses counts or ports that are not whole numbers, and
     layouts whose ports collide, naming the setting to change."""
-    counts = {"backtest": _whole(backtest_count, "workers_backtest_count"),
-              "training": _whole(training_count, "workers_training_count")}
-    bases = {"backtest": _whole(backtest_port_base, "workers_backtest_port_base", 1),
-             "training": _whole(training_port_base, "workers_training_port_base", 1)}
-    stride = _whole(port_stride, "workers_port_stride", 1)
+    counts = {"backtest": _whole(backtest_count, "workers_backtest_count", 0, host),
+              "training": _whole(training_count, "workers_training_count", 0, host)}
+    bases = {"backtest": _whole(backtest_port_base, "workers_backtest_port_base", 1, host),
+             "training": _whole(training_port_base, "workers_training_port_base", 1, host)}
+    stride = _whole(port_stride, "workers_port_stride", 1, host)
     slots = [{"type": kind, "index": k + 1, "port": bases[prefix] + k * stride}
              for kind, prefix, _app, _ro in _KINDS for k in range(counts[prefix])]
     ports = [s["port"] for s in slots]
     if len(set(ports)) != len(ports) or any(p > 65535 for p in ports):
         raise AnsibleFilterError(
-            "worker ports overlap or exceed 65535 (%s): raise workers_port_stride (2 fits one backtesting and one "
+            "worker ports%s overlap or exceed 65535 (%s): raise workers_port_stride (2 fits one backtesting and one "
             "training worker per step) or move workers_backtest_port_base / workers_training_port_base"
-            % ", ".join(map(str, ports)))
+            % (" of %s" % host if host else "", ", ".join(map(str, ports))))
     return slots
 
 

@@ -60,7 +60,7 @@ def bad_strategies(tmp_path_factory):
 def test_malformed_strategy_yaml(bad_strategies):
     run, before = bad_strategies
     assert run.rc != 0, run.explain()
-    assert "content (v3_rel_broken): not valid YAML at line 3, column 1" in run.msg, run.msg
+    assert "v3_rel_broken.yaml: not valid YAML at line 3, column 1" in run.msg, run.msg
     assert "fix the syntax" in run.msg
     # One bad file stops the whole set: the good one was not installed either.
     assert not os.path.exists(os.path.join(STRATEGIES_DIR, "v3_rel_good.yaml"))
@@ -70,7 +70,7 @@ def test_malformed_strategy_yaml(bad_strategies):
 def test_missing_required_strategy_key(bad_strategies):
     run, before = bad_strategies
     assert run.rc != 0
-    assert "content (v3_rel_nokey): missing required key 'nn_inputs'" in run.msg, run.msg
+    assert "v3_rel_nokey.yaml: missing required key 'nn_inputs'" in run.msg, run.msg
     assert_unchanged(before)
 
 

@@ -33,6 +33,13 @@ def test_a_setting_that_is_no_whole_number_is_named(args, name):
         worker_slots(*args)
 
 
+def test_the_host_is_named():
+    with pytest.raises(AnsibleFilterError, match="got 'two' on gpu1: set it in the inventory"):
+        worker_slots("two", 1, host="gpu1")
+    with pytest.raises(AnsibleFilterError, match="worker ports of gpu1 overlap"):
+        worker_slots(2, 1, 5003, 5004, 1, host="gpu1")
+
+
 def test_colliding_ports_name_the_fix():
     # stride 1: backtest 5003, 5004 collide with training 5004
     with pytest.raises(AnsibleFilterError, match=r"overlap.*5003, 5004, 5004.*raise workers_port_stride"):

@@ -393,7 +393,9 @@ class StrategyInstaller:
                 listed=None,
             ))
 
-        if self.should_confirm() and not self.module.check_mode:
+        # Nothing written and confirm_unchanged=false: nothing to ask the backend (not even its listing).
+        wanted = self.p["confirm_unchanged"] or any(e["changed"] for e in self.results)
+        if self.should_confirm() and not self.module.check_mode and wanted:
             self.confirm()
 
     def absent(self):

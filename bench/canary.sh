@@ -27,8 +27,8 @@ echo "bench: building the images if needed (not timed)"
 play build "$inv" playbooks/build.yml
 purge
 
-# Set-up checks = everything before the first task of the build play (ansible's start-up and
-# prechecks.yml), read from profile_tasks' running total.
+# Set-up checks = everything before the first task of the build play (ansible's start-up,
+# prechecks.yml, the lock, the comparison), read from profile_tasks' running total.
 setup_of() {
   python3 - "$work/logs/$1.log" <<'PY'
 import re, sys
@@ -91,10 +91,13 @@ $(for i in "${!noops[@]}"; do echo "| no-op re-run $((i + 1))$([[ $i == "$mid" ]
 - No-op against the floor (\`bench/floor.yml\`: inspect the backend container and ask its health, median of
   ${#floors[@]} runs: ${floors[*]} s → $floor s): **${to_floor}×** (goal ≤ 3.5×: $(verdict "$to_floor <= 3.5")); the no-op
   itself ${noop} s (goal ≤ 8 s: $(verdict "$noop <= 8")).
+- No-op re-runs that stopped after the comparison (\`ktrdr.ops.converged\`: "Nothing to do", build, deploy and
+  validation skipped): **$(grep -l "Nothing to do: every host is as the run of" "$work"/logs/noop-*.log 2>/dev/null | wc -l) of ${#noops[@]}**.
 - \`changed\` over the no-op re-runs: **$all_changed** (goal 0); containers restarted by them (StartedAt compared): **$restarted**.
 
-"Set-up checks" is ansible's start-up plus \`playbooks/prechecks.yml\` (inventory, secrets, engine, ports,
-disk), read from profile_tasks' running total at the first task of the build play.
+"Set-up checks" is ansible's start-up, \`playbooks/prechecks.yml\` (inventory, secrets, engine, ports, disk),
+the deploy lock and the comparison with the last proven run (\`ktrdr.ops.converged\`), read from profile_tasks'
+running total at the first task of the build play.
 
 Slowest tasks (profile_tasks), cold run:
 

@@ -8,6 +8,8 @@ yet (worker_registration)."""
 
 from __future__ import annotations
 
+import re
+
 from ansible.errors import AnsibleFilterError
 
 # (type, settings prefix, uvicorn app, models mounted read-only)
@@ -18,12 +20,13 @@ _KINDS = (
 
 
 def _whole(value, name, minimum=0, host=""):
+    # ASCII digits only (int() refuses superscripts that isdigit() takes); 2.0 is two.
     text = str(value).strip()
-    if not text.isdigit() or int(text) < minimum:
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]+(\.0*)?", text) or int(float(text)) < minimum:
         raise AnsibleFilterError(
             "%s must be a whole number >= %d, got %r%s: set it in the inventory (host_vars/<host>.yml or group_vars)"
             % (name, minimum, value, " on %s" % host if host else ""))
-    return int(text)
+    return int(float(text))
 
 
 def worker_slots(backtest_count, training_count, backtest_port_base=5003, training_port_base=5004, port_stride=2, host=""):
@@ -34,7 +37,8 @@ def worker_slots(backtest_count, training_count, backtest_port_base=5003, traini
               "training": _whole(training_count, "workers_training_count", 0, host)}
     bases = {"backtest": _whole(backtest_port_base, "workers_backtest_port_base", 1, host),
              "training": _whole(training_port_base, "workers_training_port_base", 1, host)}
-    stride = _whole(port_stride, "workers_port_stride", 1, host)
+    # 0 is fine while a host runs at most one worker of each type; the collision check says otherwise.
+    stride = _whole(port_stride, "workers_port_stride", 0, host)
     slots = [{"type": kind, "index": k + 1, "port": bases[prefix] + k * stride}
              for kind, prefix, _app, _ro in _KINDS for k in range(counts[prefix])]
     ports = [s["port"] for s in slots]

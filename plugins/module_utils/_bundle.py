@@ -178,10 +178,14 @@ class Bundler:
         keep_ids = {}
         for ref, info in infos.items():
             keep_ids.setdefault(ref.rsplit(":", 1)[0], set()).add(os.path.basename(self.export_path(ref, info)))
+        unsure = set()
         for ref in self.p["keep_refs"]:
             try:
                 info = self.engine.inspect(ref)
             except LookupError:
+                continue
+            except Exception:  # the engine did not answer for it: keep every export of that repository
+                unsure.add(ref.rsplit(":", 1)[0])
                 continue
             keep_ids.setdefault(ref.rsplit(":", 1)[0], set()).add(os.path.basename(self.export_path(ref, info)))
         removed = []
@@ -189,6 +193,8 @@ class Bundler:
             if not name.endswith(".tar"):
                 continue
             for repo, keep in keep_ids.items():
+                if repo in unsure:
+                    continue
                 if name.startswith(_safe(repo) + "_") and name not in keep:
                     os.unlink(os.path.join(self.exports_dir, name))
                     removed.append(name)

@@ -367,7 +367,7 @@ def project_containers(api, project):
             except Exception:
                 hashes[i["Image"]] = ""
         out.append(dict(
-            role_of((i.get("Name") or "").lstrip("/"), labels),
+            role_of((i.get("Name") or "").lstrip("/"), labels), id=i["Id"][:12],
             image=config.get("Image"), image_id=i["Image"], content_hash=hashes[i["Image"]],
             state=state.get("Status"), health=(state.get("Health") or {}).get("Status") or "none",
             started_at=state.get("StartedAt"),

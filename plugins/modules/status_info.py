@@ -83,7 +83,9 @@ host:
   returned: always
   type: dict
 containers:
-  description: The environment's containers on this host (name, component, kind, worker_id, image, image_id, content_hash, release, state, health, started_at).
+  description:
+    - The environment's containers on this host (name, id (12 characters), component, kind, worker_id, image, image_id,
+      content_hash, release, state, health, started_at).
   returned: always
   type: list
   elements: dict

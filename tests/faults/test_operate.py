@@ -8,12 +8,14 @@ import json
 import os
 
 from drill import (
-    DOCKER, HERE, PROJECT, ROOT, ROOT_DIR, ansible, ansible_ok, finish_playbook, kill_tree, project_containers,
+    CANARY_STRATEGY, DOCKER, HERE, PROJECT, ROOT, ROOT_DIR, ansible, ansible_ok, finish_playbook, kill_tree, project_containers,
     start_playbook, wait_for, worker_ids,
 )
 
 LOCK = os.path.join(ROOT_DIR, "deploy.lock")
 STATUS = os.path.join(ROOT, "artifacts", "faults", "status.json")
+# A run that holds the lock long enough to be watched: a converged environment's run skips the steps.
+FULL_RUN = ("-e", "ktrdr_skip_when_converged=false")
 
 
 def lock() -> dict | None:
@@ -37,7 +39,7 @@ def test_two_concurrent_site_runs_serialize(stack):
     """A second site.yml started while the first holds the lock waits, saying who holds it, and
     runs once the first has given it back: both pass, and the audit log has the first's line
     before the second's."""
-    first = start_playbook("site.yml")
+    first = start_playbook("site.yml", *FULL_RUN)
     try:
         wait_for("the first run to take the deploy lock", held_by(first), 120)
         second = start_playbook("site.yml")
@@ -58,7 +60,7 @@ def test_a_killed_run_leaves_a_stale_lock_broken_by_one_command(stack):
     """site.yml killed (SIGKILL, as a crashed controller) while it holds the lock: the next run
     stops at once, saying the lock is stale and how to break it; lock.yml -e ktrdr_lock=break
     says whose lock it broke and records it; then site.yml runs."""
-    victim = start_playbook("site.yml")
+    victim = start_playbook("site.yml", *FULL_RUN)
     wait_for("the run to take the deploy lock", held_by(victim), 120)
     kill_tree(victim)
     finish_playbook(victim)
@@ -163,3 +165,32 @@ def test_skew_guard_names_a_worker_of_another_release(stack):
         in_use = {c.attrs["Config"]["Image"] for c in DOCKER.containers.list(all=True)}
         if other not in in_use:
             DOCKER.images.remove(other)
+
+
+def test_a_converged_environment_is_only_asked_and_drift_runs_every_step(stack):
+    """site.yml on an environment that no run has changed since the last proven one compares each
+    host and stops there: changed=0, no deploying or validating role runs. A strategy file edited
+    on the host is a difference, named by the run that then restores it; the next run is a no-op
+    again. -e ktrdr_skip_when_converged=false runs every step all the same."""
+    ansible_ok("site.yml")  # proves and records, whatever the drills before left
+    quiet = ansible_ok("site.yml")
+    assert "Nothing to do: every host is as the run of" in quiet.output, quiet.tail()
+    assert quiet.recap["localhost"]["changed"] == 0, quiet.tail()
+    ran = [t for t in ("TASK [ktrdr.ops.images", "TASK [ktrdr.ops.backend", "TASK [ktrdr.ops.workers", "TASK [ktrdr.ops.canary")
+           if t in quiet.output]
+    assert not ran, "the converged run still ran %s" % ran
+
+    path = os.path.join(ROOT_DIR, "strategies", CANARY_STRATEGY + ".yaml")
+    with open(path) as fh:
+        original = fh.read()
+    with open(path, "a") as fh:
+        fh.write("# edited on the host by hand\n")
+    drifted = ansible_ok("site.yml")
+    assert "strategy files: %s.yaml changed" % CANARY_STRATEGY in drifted.output, drifted.tail()
+    assert "ktrdr.ops.strategies : " in " ".join(drifted.changed_tasks), drifted.changed_tasks
+    with open(path) as fh:
+        assert fh.read() == original, "the edited strategy file was not restored"
+    assert "Nothing to do" in ansible_ok("site.yml").output
+
+    full = ansible_ok("site.yml", *FULL_RUN)
+    assert "TASK [ktrdr.ops.canary" in full.output and full.recap["localhost"]["changed"] == 0, full.tail()

@@ -26,11 +26,20 @@ def test_ports_step_by_the_stride_and_inventory_strings_count_as_numbers():
     (("two", 1), "workers_backtest_count"),
     ((1, "-1"), "workers_training_count"),
     ((1, 1, "50x3"), "workers_backtest_port_base"),
-    ((1, 1, 5003, 5004, 0), "workers_port_stride"),
+    ((1, 1, 5003, 5004, "-2"), "workers_port_stride"),
+    (("\u00b2", 1), "workers_backtest_count"),  # a superscript two: isdigit() says yes, int() no
+    ((True, 1), "workers_backtest_count"),
 ])
 def test_a_setting_that_is_no_whole_number_is_named(args, name):
     with pytest.raises(AnsibleFilterError, match=name + " must be a whole number"):
         worker_slots(*args)
+
+
+def test_whole_valued_numbers_count_and_stride_0_is_fine_for_one_worker_of_each_type():
+    assert [s["port"] for s in worker_slots("2.0", 1.0, 5003, 5004, 2)] == [5003, 5005, 5004]
+    assert [s["port"] for s in worker_slots(1, 1, 5003, 5004, 0)] == [5003, 5004]
+    with pytest.raises(AnsibleFilterError, match="overlap.*raise workers_port_stride"):
+        worker_slots(2, 1, 5003, 5004, 0)
 
 
 def test_the_host_is_named():

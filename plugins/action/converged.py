@@ -10,6 +10,7 @@ import os
 import secrets
 import time
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.ktrdr.ops.plugins.module_utils import _converged
@@ -22,20 +23,24 @@ PREFIXES = ("ktrdr_", "backend_", "canary_", "database_", "diagnostics_", "distr
 # comparison, the canary's mode), and ktrdr_images, which is compared by what it names: the images
 # on each engine (a rewritten build record that names the same images is no difference).
 NOT_INPUTS = {"ktrdr_images", "ktrdr_skip_when_converged", "ktrdr_lock", "ktrdr_lock_wait", "ktrdr_lock_message", "canary_mode"}
+# Where the host is: a worker moved to ktrdr_gpu_workers, or a new address, is a difference.
+PLACE = {"group_names", "ansible_host", "ansible_port"}
 
 
 def settings(task_vars, template):
     """name -> value of every collection setting the host sees, templated (a value that does not
-    template is compared as written). Facts are not settings (ktrdr_host: the prechecks' disk, load...)."""
+    template is compared as written), with the host's place in the inventory (its groups, its
+    address, the ktrdr_* groups' members). Facts are not settings (ktrdr_host: the prechecks' disk...)."""
     out = {}
     facts = set(task_vars.get("ansible_facts") or {})
     for name in sorted(task_vars):
-        if not name.startswith(PREFIXES) or name in NOT_INPUTS or name in facts:
+        if (not name.startswith(PREFIXES) or name in NOT_INPUTS or name in facts) and name not in PLACE:
             continue
         try:
             out[name] = template(task_vars[name])
         except Exception as exc:  # e.g. a setting that refers to a fact set later in the run
             out[name] = "(as written: %r, %s)" % (task_vars[name], type(exc).__name__)
+    out["groups"] = {g: sorted(h) for g, h in (task_vars.get("groups") or {}).items() if g.startswith("ktrdr_")}
     return out
 
 
@@ -55,19 +60,36 @@ def write_record(path, record):
     os.replace(tmp, path)
 
 
+def remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class ActionModule(ActionBase):
+    """Compare: the inputs are kept on the controller (<host>.pending.json, 0600) for the record at the
+    end of the run, never returned; a host that differs loses its record, so that a run which does not
+    end proven leaves none. Record: the pending inputs with what the host has now, as <host>.json."""
+
     _supports_check_mode = True
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         args = dict(self._task.args)
-        path = os.path.join(args["record_dir"], "%s.json" % task_vars.get("inventory_hostname", "localhost"))
+        base = os.path.join(args["record_dir"], task_vars.get("inventory_hostname", "localhost"))
+        path, pending_path = base + ".json", base + ".pending.json"
+        recording = boolean(args.get("record", False), strict=False)
         recorded = read_record(path)
-        if args.get("record"):
-            current = args.get("inputs") or {}
+        if recording:
+            current = read_record(pending_path).get("inputs")
+            if not current and self._task.check_mode:  # the comparison in check mode kept nothing; neither is anything written
+                result.update(changed=False, converged=False, skip=False, differences=[], observed={}, recorded_at="")
+                return result
             if not current:
-                result.update(failed=True, msg="ktrdr.ops.converged: record=true needs inputs (the comparison's at the start of the run)")
+                result.update(failed=True, msg="ktrdr.ops.converged: nothing to record for %s - no comparison ran at the start "
+                                               "of this run (%s is missing)" % (task_vars.get("inventory_hostname"), pending_path))
                 return result
         else:
             salt = recorded.get("inputs", {}).get("salt") or secrets.token_hex(16)
@@ -78,13 +100,18 @@ class ActionModule(ActionBase):
             result.update(res)
             return result
         observed = res["observed"]
-        if args.get("record"):
-            if not self._task.check_mode:
+        differences = [] if recording else _converged.differences(recorded, current, observed)
+        if not self._task.check_mode:
+            if recording:
                 write_record(path, {"inputs": current, "observed": observed,
                                     "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-            differences = []
-        else:
-            differences = _converged.differences(recorded, current, observed)
-        result.update(changed=False, converged=not args.get("record") and not differences, differences=differences,
-                      inputs=current, observed=observed, recorded_at=recorded.get("recorded_at", ""))
+                remove(pending_path)
+            else:
+                write_record(pending_path, {"inputs": current})
+                if differences:
+                    remove(path)
+        converged = not recording and not differences
+        result.update(changed=False, converged=converged, differences=differences, observed=observed,
+                      skip=converged and boolean(args.get("allow_skip", True), strict=False),
+                      recorded_at=recorded.get("recorded_at", ""))
         return result

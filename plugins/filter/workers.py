@@ -22,11 +22,11 @@ _KINDS = (
 def _whole(value, name, minimum=0, host=""):
     # ASCII digits only (int() refuses superscripts that isdigit() takes); 2.0 is two.
     text = str(value).strip()
-    if isinstance(value, bool) or not re.fullmatch(r"[0-9]+(\.0*)?", text) or int(float(text)) < minimum:
+    if isinstance(value, bool) or not re.fullmatch(r"[0-9]+(\.0*)?", text) or int(text.split(".", maxsplit=1)[0]) < minimum:
         raise AnsibleFilterError(
             "%s must be a whole number >= %d, got %r%s: set it in the inventory (host_vars/<host>.yml or group_vars)"
             % (name, minimum, value, " on %s" % host if host else ""))
-    return int(float(text))
+    return int(text.split(".", maxsplit=1)[0])
 
 
 def worker_slots(backtest_count, training_count, backtest_port_base=5003, training_port_base=5004, port_stride=2, host=""):

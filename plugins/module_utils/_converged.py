@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 
 # Directories of a source tree that are not build input (VCS, virtualenvs, caches).
 SKIP_DIRS = {"__pycache__", "node_modules"}
@@ -56,10 +57,11 @@ def tree_digest(path, content=False):
 
 def inputs(variables, trees, collection_root, salt):
     """What a run is fed: one salted digest per variable (names only are compared and shown, never
-    values), one digest per source tree, one of the collection's own files."""
+    values), one digest per source tree (a tree the controller does not have never matches: its
+    files may be elsewhere, on a build host), one of the collection's own files."""
     return {
         "variables": {name: _sha(salt + canonical(value))[:16] for name, value in variables.items()},
-        "trees": {path: tree_digest(path) for path in sorted(set(p for p in trees if p))},
+        "trees": {path: tree_digest(path) or "missing:" + secrets.token_hex(8) for path in sorted(set(p for p in trees if p))},
         # Its code by content; deploy/ (Dockerfiles, the reference service) by names, sizes and times.
         "collection": "".join([tree_digest(os.path.join(collection_root, d), content=True)[:16]
                                for d in ("playbooks", "plugins", "roles", "meta")]

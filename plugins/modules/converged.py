@@ -17,11 +17,13 @@ description:
     SHA-256; the market data files; the mode and owner of O(dirs); the workers registered with the backend at
     O(api_url)), and both are compared with the record the last proven run left on the controller. RV(converged) says
     whether nothing differs; RV(differences) names every difference.
+  - The comparison keeps the digests of this run's inputs on the controller (C(<record_dir>/<inventory_hostname>.pending.json),
+    mode 0600) and never returns them; a host that differs loses its record, so a run that does not end proven leaves none.
   - B(Record) (O(record=true), at the end of a run that deployed and validated) - the host is read again and written,
-    with the RV(inputs) of the comparison at the start of the run, as C(<record_dir>/<inventory_hostname>.json) on the
-    controller. The record is the controller's memory, not a change of the environment - it reports C(changed=false);
-    check mode writes nothing.
-  - Never returns a value of a setting, only its name when it changed; never the containers' environment.
+    with the inputs kept by the comparison at the start of the run, as C(<record_dir>/<inventory_hostname>.json) on the
+    controller. The records are the controller's memory, not a change of the environment - the module reports
+    C(changed=false); check mode writes nothing.
+  - Never returns a value of a setting or its digest, only its name when it changed; never the containers' environment.
 author:
   - ktrdr.ops maintainers (@ktrdr-ops)
 extends_documentation_fragment:
@@ -42,15 +44,17 @@ options:
     type: path
     required: true
   record:
-    description: V(false) - compare; V(true) - write the record (with O(inputs)).
+    description: V(false) - compare; V(true) - write the record (after a comparison in the same run).
     type: bool
     default: false
-  inputs:
-    description: With O(record=true) - the RV(inputs) the comparison returned at the start of the run.
-    type: dict
-    default: {}
+  allow_skip:
+    description: Whether the run may skip its steps when the host is converged (RV(skip)); V(false) - a full run all the same.
+    type: bool
+    default: true
   trees:
-    description: Source trees on the controller whose files feed the run (the ktrdr checkout, the strategies); missing or empty ones are left out.
+    description:
+      - Source trees on the controller whose files feed the run (the ktrdr checkout, the strategies); empty names are left out.
+      - A tree the controller does not have never matches (its files may be on a build host) - every run is then done in full.
     type: list
     elements: str
     default: []
@@ -107,7 +111,7 @@ attributes:
 notes:
   - The comparison errs one way only - a touched source file, a changed setting, a restarted container or a worker that
     registered again is a difference, and the run is done in full (which then finds nothing to do and records anew).
-  - The record of each host is kept with mode 0600 - its salted digests of the settings include the secrets'.
+  - The records are kept with mode 0600 - their salted digests of the settings include the secrets'.
 seealso:
   - module: ktrdr.ops.status_info
 """
@@ -134,15 +138,15 @@ converged:
   description: Nothing differs from the record (V(false) with O(record=true)).
   returned: always
   type: bool
+skip:
+  description: RV(converged) and O(allow_skip) - the run may skip its steps for this host.
+  returned: always
+  type: bool
 differences:
   description: Every difference, one line each (a setting or tree by name, a container by name and field).
   returned: always
   type: list
   elements: str
-inputs:
-  description: The digests of this run's inputs (salt, variables, trees, collection), to give back as O(inputs) when recording.
-  returned: always
-  type: dict
 observed:
   description: What the host has, as compared.
   returned: always
@@ -175,7 +179,7 @@ def main():
         root_dir=dict(type="path", required=True),
         record_dir=dict(type="path", required=True),
         record=dict(type="bool", default=False),
-        inputs=dict(type="dict", default={}),
+        allow_skip=dict(type="bool", default=True),
         trees=dict(type="list", elements="str", default=[]),
         images=dict(type="raw", default={}),
         strategies_dir=dict(type="str", default=""),

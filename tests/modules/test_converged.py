@@ -33,16 +33,19 @@ def environment(tiny_image, tmp_path):
 def test_a_recorded_host_is_converged_until_something_changes(environment):
     args, name, tmp = environment
     first = run_tasks([
-        module_task("converged", args, register="compared"),
-        module_task("converged", dict(args, record=True, inputs="{{ compared.inputs }}"), check=True),
-        module_task("converged", dict(args, record=True, inputs="{{ compared.inputs }}")),
         module_task("converged", args),
+        module_task("converged", dict(args, record=True), check=True),
+        module_task("converged", dict(args, record=True)),
+        module_task("converged", args),
+        module_task("converged", dict(args, allow_skip=False)),
     ])
-    compared, check_recorded, recorded, again = first.results
+    compared, check_recorded, recorded, again, not_allowed = first.results
     assert not compared.failed and not compared.changed and compared["converged"] is False
     assert compared["differences"] == ["no run of site.yml has converged and proved this host from this controller yet"]
     assert not check_recorded.changed and not recorded.changed and not recorded.failed, recorded.msg
-    assert again["converged"] is True and again["differences"] == [], again["differences"]
+    assert again["converged"] is True and again["skip"] is True and again["differences"] == [], again["differences"]
+    assert not_allowed["converged"] is True and not_allowed["skip"] is False
+    assert "inputs" not in again and "variables" not in json.dumps(again["observed"])  # the digests stay on the controller
     seen = again["observed"]
     assert [c["name"] for c in seen["containers"]] == [name] and seen["containers"][0]["state"] == "running"
     assert seen["images"]["ktrdr-ops-test-absent:1"] == "" and seen["images"][args["images"][0]].startswith("sha256:")
@@ -57,6 +60,7 @@ def test_a_recorded_host_is_converged_until_something_changes(environment):
     os.chmod(tmp / "data", 0o700)
     drifted = run_tasks([module_task("converged", args)]).results[0]
     assert drifted["converged"] is False
+    assert not os.path.exists(record), "a host that differs keeps its record (a failed run would then match it)"
     assert "strategy files: a.yaml changed" in drifted["differences"]
     assert "market data files: EURUSD_1h.csv added" in drifted["differences"]
     assert "source trees: %s changed" % args["trees"][0] in drifted["differences"]
@@ -64,12 +68,14 @@ def test_a_recorded_host_is_converged_until_something_changes(environment):
     assert "shared directories: %s changed" % (tmp / "data") in drifted["differences"]
 
 
-def test_check_mode_records_nothing_and_record_needs_inputs(environment):
+def test_check_mode_writes_nothing_and_a_record_needs_a_comparison_first(environment):
     args, _, _ = environment
     run = run_tasks([
-        module_task("converged", dict(args, record=True, inputs={"variables": {}, "trees": {}, "collection": "x"}), check=True),
+        module_task("converged", args, check=True),
+        module_task("converged", dict(args, record=True), check=True),
         module_task("converged", dict(args, record=True)),
     ])
-    checked, bare = run.results
-    assert not checked.failed and not os.path.exists(args["record_dir"])
-    assert bare.failed and "record=true needs inputs" in bare.msg
+    compared, checked, bare = run.results
+    assert not compared.failed and not checked.failed and not checked.changed, checked.msg
+    assert not os.path.exists(args["record_dir"])
+    assert bare.failed and "no comparison ran at the start of this run" in bare.msg

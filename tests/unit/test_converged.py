@@ -73,9 +73,10 @@ def test_a_source_file_edited_or_added_is_a_difference_caches_and_vcs_are_not(tm
     assert diff == ["source trees: %s changed" % src]
 
 
-def test_a_missing_tree_and_an_empty_name_are_left_out(tmp_path):
-    got = _converged.inputs({}, ["", str(tmp_path / "nowhere")], COLLECTION_ROOT, "s")["trees"]
-    assert got == {str(tmp_path / "nowhere"): ""}
+def test_a_tree_the_controller_lacks_never_matches_and_an_empty_name_is_left_out(tmp_path):
+    one = _converged.inputs({}, ["", str(tmp_path / "nowhere")], COLLECTION_ROOT, "s")["trees"]
+    two = _converged.inputs({}, ["", str(tmp_path / "nowhere")], COLLECTION_ROOT, "s")["trees"]
+    assert list(one) == [str(tmp_path / "nowhere")] and one != two
 
 
 def test_every_container_field_and_host_fact_that_moved_is_named(tmp_path):
@@ -119,10 +120,13 @@ def test_settings_are_the_collections_own_templated_and_a_failing_one_is_kept_as
     got = settings({"ktrdr_project": "ktrdr-{{ env }}", "workers_gpu": True, "ansible_host": "h", "_private": 1,
                     "hostvars": {}, "canary_x": "{{ later }}", "other_role_setting": 1, "ledger_step": "x",
                     "ktrdr_images": {"backend": "b:1"}, "ktrdr_skip_when_converged": False, "canary_mode": "always",
-                    "ktrdr_host": {"disk_free_gb": 80}, "ansible_facts": {"ktrdr_host": {"disk_free_gb": 80}}}, template)
+                    "ktrdr_host": {"disk_free_gb": 80}, "ansible_facts": {"ktrdr_host": {"disk_free_gb": 80}},
+                    "group_names": ["ktrdr_gpu_workers"], "groups": {"all": ["h"], "ktrdr_gpu_workers": ["h"]}}, template)
     assert got["ktrdr_project"] == "ktrdr-t" and got["workers_gpu"] is True
     assert got["canary_x"].startswith("(as written: '{{ later }}'")
-    assert set(got) == {"ktrdr_project", "workers_gpu", "canary_x"}
+    # where the host is counts too: its groups, its address, the ktrdr_* groups' members
+    assert got["group_names"] == ["ktrdr_gpu_workers"] and got["groups"] == {"ktrdr_gpu_workers": ["h"]}
+    assert set(got) == {"ktrdr_project", "workers_gpu", "canary_x", "ansible_host", "group_names", "groups"}
 
 
 def test_the_record_is_written_whole_and_readable_only_by_its_owner(tmp_path):

@@ -160,9 +160,9 @@ def _authenticated_revision(api, containers, db):
         return ""
     argv = ["psql", "-h", "db", "-U", db["user"], "-d", db.get("name") or db["user"], "-tAc",
             "SELECT version_num FROM alembic_version"]
-    exec_id = api.exec_create(running["name"], argv, environment={"PGPASSWORD": db.get("password") or ""})["Id"]
-    out = api.exec_start(exec_id).decode("utf-8", "replace").strip()
-    return out if api.exec_inspect(exec_id).get("ExitCode") == 0 else "refused: %s" % out[-200:]
+    from ansible_collections.ktrdr.ops.plugins.module_utils._ledger import exec_output
+    code, out = exec_output(api, running["name"], argv, environment={"PGPASSWORD": db.get("password") or ""})
+    return out if code == 0 else "refused: %s" % out[-200:]
 
 
 def observe(api, project, images=(), strategies_dir="", data_dir="", dirs=(), db=None, workers=None, release=None):

@@ -375,6 +375,23 @@ def project_containers(api, project):
     return sorted(out, key=lambda c: c["name"])
 
 
+def exec_output(api, container, argv, environment=None):
+    """(exit code, output) of argv run in a container (a docker SDK APIClient)."""
+    exec_id = api.exec_create(container, argv, environment=environment)["Id"]
+    out = api.exec_start(exec_id).decode("utf-8", "replace").strip()
+    return api.exec_inspect(exec_id).get("ExitCode"), out
+
+
+def registered_workers(api_url, api_token=None):
+    """The workers the backend at api_url lists: worker_id, worker_type, status, endpoint_url, image_revision."""
+    from ansible_collections.ktrdr.ops.plugins.module_utils._api import KtrdrClient
+    body = KtrdrClient(api_url, api_token=api_token, request_timeout=5.0, retries=1).get("/workers")
+    listed = body if isinstance(body, list) else (body or {}).get("workers", [])
+    return [{"worker_id": w.get("worker_id"), "worker_type": w.get("worker_type"), "status": w.get("status"),
+             "endpoint_url": w.get("endpoint_url"), "image_revision": (w.get("capabilities") or {}).get("image_revision", "")}
+            for w in listed]
+
+
 def role_of(name, labels):
     """What a container is in the environment, from the labels the roles give it."""
     return {"name": name, "component": labels.get("io.ktrdr.component", ""),

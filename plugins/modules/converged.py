@@ -198,11 +198,8 @@ def main():
                              "ktrdr.ops.docker_host role installs it)")
     workers = None
     if p["api_url"]:
-        from ansible_collections.ktrdr.ops.plugins.module_utils._api import KtrdrClient
         try:
-            body = KtrdrClient(p["api_url"], api_token=p.get("api_token"), request_timeout=5.0, retries=1).get("/workers")
-            listed = body if isinstance(body, list) else (body or {}).get("workers", [])
-            workers = [w.get("worker_id") for w in listed]
+            workers = [w["worker_id"] for w in _ledger.registered_workers(p["api_url"], p.get("api_token"))]
         except Exception as exc:  # a backend that does not answer is a difference, not an error
             workers = ["(the backend at %s did not answer: %s)" % (p["api_url"], exc)]
     try:

@@ -150,18 +150,8 @@ def schema_revision(api, containers):
         return ""
     # The container's own environment names the login (its shell expands it): no second inspect.
     query = 'psql -U "$POSTGRES_USER" -d "${POSTGRES_DB:-$POSTGRES_USER}" -tAc "SELECT version_num FROM alembic_version"'
-    exec_id = api.exec_create(db["name"], ["sh", "-c", query])["Id"]
-    out = api.exec_start(exec_id).decode("utf-8", "replace").strip()
-    return out if api.exec_inspect(exec_id).get("ExitCode") == 0 else "unreadable: %s" % out[-200:]
-
-
-def registered_workers(p):
-    from ansible_collections.ktrdr.ops.plugins.module_utils._api import KtrdrClient
-    body = KtrdrClient(p["api_url"], api_token=p.get("api_token"), request_timeout=5.0, retries=1).get("/workers")
-    listed = body if isinstance(body, list) else (body or {}).get("workers", [])
-    return [{"worker_id": w.get("worker_id"), "worker_type": w.get("worker_type"), "status": w.get("status"),
-             "endpoint_url": w.get("endpoint_url"), "image_revision": (w.get("capabilities") or {}).get("image_revision", "")}
-            for w in listed]
+    code, out = _ledger.exec_output(api, db["name"], ["sh", "-c", query])
+    return out if code == 0 else "unreadable: %s" % out[-200:]
 
 
 def summary_lines(s):
@@ -229,7 +219,7 @@ def main():
     workers = []
     if p["api_url"]:
         try:
-            workers = registered_workers(p)
+            workers = _ledger.registered_workers(p["api_url"], p.get("api_token"))
         except Exception as exc:
             problems.append("the backend at %s did not list its workers: %s" % (p["api_url"], exc))
     backend = p["backend_release"] or _ledger.backend_release(containers)

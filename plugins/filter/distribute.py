@@ -74,7 +74,7 @@ def distribution_report(hosts, release, images, registry="", deliveries=None):
         name = hv["inventory_hostname"]
         sent = deliveries.get(name) or {}
         out[name] = {
-            "local": bool(hv["_distribute_local"]), "wanted": list(hv["_distribute_wanted"]),
+            "local": bool(hv["_distribute_local"]), "wanted": list(hv["distribute_host_images"]),
             "sent": list(hv["_distribute_missing"]), "pulled": list(hv["_distribute_pull"]),
             "retagged": [pair[-1] for pair in hv["_distribute_retag"]],
             "bytes_sent": int(hv["_distribute_bytes_sent"] or 0),

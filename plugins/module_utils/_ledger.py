@@ -33,6 +33,18 @@ def release_images(images):
     return {k: v for k, v in (images or {}).items() if k in IMAGE_KEYS and isinstance(v, str) and v}
 
 
+def host_image_keys(groups, backtest_count=1):
+    """Which images of a release a host runs, in load order, from its inventory groups: ktrdr_db the
+    database, ktrdr_backend the backend, CPU worker hosts worker_cpu, GPU worker hosts worker_gpu
+    (and worker_cpu too while they run backtesting workers, which need no GPU)."""
+    groups = set(groups or [])
+    gpu = "ktrdr_gpu_workers" in groups
+    worker = gpu or bool(groups & {"ktrdr_workers", "ktrdr_cpu_workers"})
+    keys = {"postgres": "ktrdr_db" in groups, "backend": "ktrdr_backend" in groups,
+            "worker_cpu": worker and (not gpu or int(backtest_count) > 0), "worker_gpu": gpu}
+    return [k for k in IMAGE_KEYS if keys[k]]
+
+
 def release_id(images):
     """A release is named after its images (the same images are the same release). Equal to the
     id the manifests have always used: (images | dictsort | to_json | hash('sha256'))[:12]."""

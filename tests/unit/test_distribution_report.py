@@ -7,7 +7,7 @@ from ansible_collections.ktrdr.ops.plugins.filter.distribute import distribution
 
 
 def host(name, **kw):
-    hv = {"inventory_hostname": name, "_distribute_local": False, "_distribute_wanted": ["ktrdr-backend:1"],
+    hv = {"inventory_hostname": name, "_distribute_local": False, "distribute_host_images": ["ktrdr-backend:1"],
           "_distribute_missing": [], "_distribute_pull": [], "_distribute_retag": [], "_distribute_bytes_sent": 0}
     hv.update(kw)
     return hv

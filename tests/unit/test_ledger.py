@@ -141,3 +141,21 @@ def test_the_guard_reads_the_same_rule_from_containers_info_labels():
               {"name": "p-db", "labels": {"io.ktrdr.component": "db"}}]
     assert _ledger.release_skew(listed, "aaa") == [
         {"worker_id": "backtest-1", "container": "p-backtest-1", "release": "bbb", "backend_release": "aaa"}]
+
+
+@pytest.mark.parametrize("groups, backtest, keys", [
+    (["ktrdr_build", "ktrdr_db", "ktrdr_backend", "ktrdr_workers", "ktrdr_cpu_workers"], 1,
+     ["postgres", "backend", "worker_cpu"]),
+    (["ktrdr_workers", "ktrdr_gpu_workers"], 1, ["worker_cpu", "worker_gpu"]),  # its backtesting workers need no GPU
+    (["ktrdr_workers", "ktrdr_gpu_workers"], 0, ["worker_gpu"]),
+    (["ktrdr_workers", "ktrdr_gpu_workers"], "0", ["worker_gpu"]),  # -e workers_backtest_count=0 arrives as a string
+    (["ktrdr_cpu_workers"], 0, ["worker_cpu"]),
+    (["ktrdr_build"], 1, []),  # a build-only host runs nothing
+])
+def test_host_image_keys_follow_the_groups_in_load_order(groups, backtest, keys):
+    assert _ledger.host_image_keys(groups, backtest) == keys
+
+
+def test_release_images_are_the_four_keys_with_a_ref():
+    images = {"backend": "ktrdr-backend:1", "worker_gpu": "", "probes": {"x": 1}, "postgres": None, "worker_cpu": "w:2"}
+    assert _ledger.release_images(images) == {"backend": "ktrdr-backend:1", "worker_cpu": "w:2"}

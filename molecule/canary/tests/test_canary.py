@@ -12,7 +12,14 @@ PROJECT = f"ktrdr-{ENV}"
 API = "http://127.0.0.1:28000/api/v1"
 CONTAINERS = [f"{PROJECT}-db", f"{PROJECT}-backend", f"{PROJECT}-backtest-1", f"{PROJECT}-training-1"]
 PORTS = [28000, 28432, 28003, 28004]
-REPORT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3])) / "artifacts" / ENV / "canary-report.json"
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+# make test converges the collection installed from its tarball (KTRDR_COLLECTIONS_PATH) with its
+# default paths; run by hand, the checkout's own.
+INSTALLED = os.environ.get("KTRDR_COLLECTIONS_PATH")
+COLLECTION = Path(INSTALLED) / "ansible_collections" / "ktrdr" / "ops" if INSTALLED else REPO
+USER_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ktrdr.ops"
+STATE = USER_CACHE if INSTALLED else REPO
+REPORT = STATE / "artifacts" / ENV / "canary-report.json"
 
 
 def get(path):
@@ -103,3 +110,17 @@ def test_no_container_restarted_since_first_converge(host):
     # The snapshot is ktrdr.ops.containers_info's view: names without Docker's leading "/".
     now = {inspect(host, n)["Name"].lstrip("/"): inspect(host, n)["State"]["StartedAt"] for n in CONTAINERS}
     assert {k: before[k] for k in now} == now
+
+
+@pytest.mark.skipif(not INSTALLED, reason="converged from the checkout, not from an installed tarball")
+def test_an_installed_collection_keeps_its_state_in_the_user_cache():
+    """Installed from its tarball, with no KTRDR_BUILD_DIR / KTRDR_ARTIFACTS_DIR: the build record and the
+    canary's report are in ~/.cache/ktrdr.ops, and the collection holds no file its tarball did not ship
+    (Python's own __pycache__ aside), so that a read-only or shared install works and
+    `ansible-galaxy collection install --force` loses nothing."""
+    assert (STATE / "build" / "images.json").is_file(), f"no build record in {STATE / 'build'}"
+    assert REPORT.is_file(), f"no canary report in {REPORT.parent}"
+    shipped = {f["name"] for f in json.loads((COLLECTION / "FILES.json").read_text())["files"]} | {"MANIFEST.json", "FILES.json"}
+    found = {str(p.relative_to(COLLECTION)) for p in COLLECTION.rglob("*")
+             if "__pycache__" not in p.parts and p.name != "__pycache__"}
+    assert found - shipped == set(), f"written inside the installed collection: {sorted(found - shipped)[:10]}"

@@ -5,8 +5,8 @@ host_image_keys, lock_text, release_skew."""
 
 from __future__ import annotations
 
-from ansible_collections.ktrdr.ops.plugins.module_utils._ledger import (describe_lock, host_image_keys, release_id, release_images,
-                                                                   release_skew)
+from ansible_collections.ktrdr.ops.plugins.module_utils._ledger import (
+    describe_lock, host_image_keys, release_id, release_images, release_skew)
 
 
 class FilterModule:

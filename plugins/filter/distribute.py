@@ -3,10 +3,12 @@
 """The distribute role's decisions: what a host lacks and how each image gets there
 (distribution_plan), what the build host bundles for whom (bundle_deliveries), whether the host then has the build's images (distribution_check), and what a
 distribution did, per host and in total: the report it writes to <ktrdr_build_dir>/distribute-report.json
-(distribution_report). Images are compared by their content-hash label (an image ID can change when
+(distribution_report), and which of a host's images no kept release needs (prune_candidates). Images are compared by their content-hash label (an image ID can change when
 an archive is loaded into another engine, the content hash cannot), else their ID."""
 
 from __future__ import annotations
+
+import re
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
@@ -85,7 +87,24 @@ def distribution_report(hosts, release, images, registry="", deliveries=None):
             "bytes_sent": sum(h["bytes_sent"] for h in out.values()), "hosts": out}
 
 
+def prune_candidates(images, containers, record, keep_releases, wanted, repos):
+    """The tags of a host's images to remove after a distribution: those of the ktrdr repositories
+    (repos) that no kept release lists - the newest keep_releases releases of the manifest, its
+    current and previous one and the release just recorded - that the host does not run (wanted)
+    and whose image no container uses. images: docker_host_info's images; containers: its
+    containers (verbose); record: ktrdr.ops.release_record's return (id, manifest)."""
+    manifest = record.get("manifest") or {}
+    releases = manifest.get("releases") or []
+    ids = [r.get("id") for r in releases]
+    kept_ids = set(ids[-int(keep_releases):]) | {manifest.get("current"), manifest.get("previous"), record.get("id")}
+    keep = {t for r in releases if r.get("id") in kept_ids for t in r.get("host_images") or []} | set(wanted or [])
+    used = {c.get("ImageID") for c in containers or []}
+    repos = set(repos or [])
+    return [t for i in images or [] if i.get("Id") not in used for t in i.get("RepoTags") or []
+            if t not in keep and re.sub(r":[^:/]+$", "", t) in repos]
+
+
 class FilterModule:
     def filters(self):
         return {"bundle_deliveries": bundle_deliveries, "distribution_plan": distribution_plan, "distribution_check": distribution_check,
-                "distribution_report": distribution_report}
+                "distribution_report": distribution_report, "prune_candidates": prune_candidates}

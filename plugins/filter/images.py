@@ -1,7 +1,7 @@
 # Copyright (c) ktrdr.ops contributors
 # SPDX-License-Identifier: MIT
 """The images role's build plan: which build contexts to stage (ktrdr.ops.build_context), then, from
-their content hashes, every image's tag, build arguments and labels; and whether a base image's
+their content hashes, every image's tag, build arguments and labels; the tags a build leaves stale; and whether a base image's
 Python satisfies the source's requires-python (the rule ktrdr.ops.image_plan picks the base by)."""
 
 from __future__ import annotations
@@ -81,7 +81,23 @@ def image_build_plan(contexts, inputs):
     return plan
 
 
+def stale_tags(images, plan, keep):
+    """After a build: the tags to remove of the plan's images and builder stages - per name all but
+    the newest `keep` (1 for a builder stage: a rollback uses the final images), never one the plan
+    names. images: docker_host_info's images (Created, RepoTags)."""
+    builders = [i["builder"] for i in plan.values() if "builder" in i]
+    current = {i["ref"] for i in list(plan.values()) + builders}
+    keeps = dict([(i["name"], int(keep)) for i in plan.values()] + [(b["name"], 1) for b in builders])
+    stale = []
+    for name, kept in keeps.items():
+        tags = sorted(([img.get("Created"), ref] for img in images or [] for ref in img.get("RepoTags") or []
+                       if ref.rsplit(":", 1)[0] == name), reverse=True)
+        stale += [ref for _, ref in tags[kept:] if ref not in current]
+    return stale
+
+
 class FilterModule:
     def filters(self):
         # python_satisfies: '3.13.5' | python_satisfies('>=3.12,<3.14'), the rule image_plan picks the base by.
-        return {"image_contexts": image_contexts, "image_build_plan": image_build_plan, "python_satisfies": satisfies}
+        return {"image_contexts": image_contexts, "image_build_plan": image_build_plan, "python_satisfies": satisfies,
+                "stale_tags": stale_tags}

@@ -1,10 +1,12 @@
 # Copyright (c) ktrdr.ops contributors
 # SPDX-License-Identifier: MIT
 """The distribute role's decisions: what a host lacks and how each image gets there
-(distribution_plan), what the build host bundles for whom (bundle_deliveries), whether the host then has the build's images (distribution_check), and what a
-distribution did, per host and in total: the report it writes to <ktrdr_build_dir>/distribute-report.json
-(distribution_report), and which of a host's images no kept release needs (prune_candidates). Images are compared by their content-hash label (an image ID can change when
-an archive is loaded into another engine, the content hash cannot), else their ID."""
+(distribution_plan), what the build host bundles for whom (bundle_deliveries), whether the host then
+has the build's images (distribution_check), what a distribution did, per host and in total: the
+report it writes to <ktrdr_build_dir>/distribute-report.json (distribution_report), and which of a
+host's images no kept release needs (prune_candidates). Images are compared by their content-hash
+label (an image ID can change when an archive is loaded into another engine, the content hash
+cannot), else their ID."""
 
 from __future__ import annotations
 

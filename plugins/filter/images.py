@@ -92,7 +92,7 @@ def stale_tags(images, plan, keep):
     for name, kept in keeps.items():
         tags = sorted(([img.get("Created"), ref] for img in images or [] for ref in img.get("RepoTags") or []
                        if ref.rsplit(":", 1)[0] == name), reverse=True)
-        stale += [ref for _, ref in tags[kept:] if ref not in current]
+        stale += [tag[1] for tag in tags[kept:] if tag[1] not in current]
     return stale
 
 

@@ -119,10 +119,8 @@ class OperationsService:
         """A finished operation frees its worker now, not only at the next health check, so a
         client that saw "completed" can start the next job at once."""
         worker = self._worker_for(row)
-        if worker is not None and worker.current_operation_id == row.operation_id:
-            worker.current_operation_id = None
-            if worker.status == WorkerStatus.BUSY.value:
-                worker.status = WorkerStatus.AVAILABLE.value
+        if worker is not None:
+            self.registry.mark_finished(worker, row.operation_id)
         self._proxies.pop(row.operation_id, None)
 
     async def _live_info(self, row: Any, force: bool = False) -> dict[str, Any] | None:

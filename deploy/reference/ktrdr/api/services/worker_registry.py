@@ -49,6 +49,9 @@ class WorkerEndpoint:
     health_check_failures: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     unhealthy_since: float | None = None
+    # The last operation the backend saw finish on this worker: a health answer sent before that
+    # (still "busy" with it) arrives late and must not make the worker busy again.
+    finished_operation_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "worker_type": self.worker_type,
@@ -105,6 +108,14 @@ class WorkerRegistry:
         chosen.metadata["last_selected"] = time.time()
         return chosen
 
+    def mark_finished(self, worker: WorkerEndpoint, operation_id: str) -> None:
+        """A finished operation frees its worker now, not only at the next health check."""
+        worker.finished_operation_id = operation_id
+        if worker.current_operation_id == operation_id:
+            worker.current_operation_id = None
+            if worker.status == WorkerStatus.BUSY.value:
+                worker.status = WorkerStatus.AVAILABLE.value
+
     def mark_busy(self, worker: WorkerEndpoint, operation_id: str) -> None:
         # Corrected by the next health check from the worker's own report.
         worker.status, worker.current_operation_id = WorkerStatus.BUSY.value, operation_id
@@ -134,6 +145,7 @@ class WorkerRegistry:
             return
         worker.health_check_failures, worker.unhealthy_since = 0, None
         worker.last_healthy_at = utcnow()
-        worker.current_operation_id = body.get("current_operation")
-        worker.status = (WorkerStatus.BUSY.value if body.get("worker_status") == "busy"
-                         else WorkerStatus.AVAILABLE.value)
+        current = body.get("current_operation")
+        busy = body.get("worker_status") == "busy" and (current is None or current != worker.finished_operation_id)
+        worker.current_operation_id = current if busy else None
+        worker.status = WorkerStatus.BUSY.value if busy else WorkerStatus.AVAILABLE.value

@@ -16,10 +16,11 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 export ANSIBLE_CONFIG=$repo/ansible.cfg PATH=$repo/.venv/bin:$PATH
 work=${KTRDR_BENCH_DIR:-$repo/build/bench-distribute}
-export KTRDR_BUILD_DIR=$work/build KTRDR_CACHE_DIR=$repo/build/cache
+export KTRDR_BUILD_DIR=$work/build
 inv=$repo/molecule/remote/inventory/hosts.yml
 doc=$repo/docs/benchmarks.md
-all_images='{"distribute_images": ["postgres", "backend", "worker_cpu"]}'
+# The controller builds and distributes (the scenario's inventory names core as its build host).
+all_images='{"ktrdr_image_keys": ["postgres", "backend", "worker_cpu"], "ktrdr_build_host": "localhost"}'
 
 rm -rf "$work/logs" "$work/src-code"
 mkdir -p "$work/logs"
@@ -44,7 +45,7 @@ play() {  # play LOG PLAYBOOK [args...]
 }
 
 echo "bench: building the release (nothing is rebuilt when the images exist)"
-play build playbooks/build.yml
+play build molecule/remote/build-on-controller.yml
 
 fresh_hosts() {
   destroy_hosts
@@ -84,7 +85,7 @@ refs() { python3 -c "import json; d = json.load(open('$KTRDR_BUILD_DIR/images.js
 release_refs=$(refs)
 cp -a deploy/reference "$work/src-code"
 printf '\n# bench: a code-only change (%s)\n' "$(date -u +%FT%TZ)" >> "$work/src-code/ktrdr/__init__.py"
-play build-code playbooks/build.yml -e ktrdr_source_dir="$work/src-code"
+play build-code molecule/remote/build-on-controller.yml -e ktrdr_source_dir="$work/src-code"
 code_refs=$(comm -13 <(tr ' ' '\n' <<<"$release_refs" | sort) <(refs | tr ' ' '\n' | sort) | tr '\n' ' ')
 run code_change ktrdr-remote-core,ktrdr-remote-w1,ktrdr-remote-w2
 

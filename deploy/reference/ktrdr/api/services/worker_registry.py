@@ -49,9 +49,9 @@ class WorkerEndpoint:
     health_check_failures: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     unhealthy_since: float | None = None
-    # The last operation the backend saw finish on this worker: a health answer sent before that
-    # (still "busy" with it) arrives late and must not make the worker busy again.
-    finished_operation_id: str | None = None
+    # When the backend last changed the worker's state itself (dispatched to it, saw its operation
+    # finish): a health answer to a request sent before that is older news and is ignored.
+    changed_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "worker_type": self.worker_type,
@@ -110,14 +110,15 @@ class WorkerRegistry:
 
     def mark_finished(self, worker: WorkerEndpoint, operation_id: str) -> None:
         """A finished operation frees its worker now, not only at the next health check."""
-        worker.finished_operation_id = operation_id
         if worker.current_operation_id == operation_id:
+            worker.changed_at = time.monotonic()
             worker.current_operation_id = None
             if worker.status == WorkerStatus.BUSY.value:
                 worker.status = WorkerStatus.AVAILABLE.value
 
     def mark_busy(self, worker: WorkerEndpoint, operation_id: str) -> None:
         # Corrected by the next health check from the worker's own report.
+        worker.changed_at = time.monotonic()
         worker.status, worker.current_operation_id = WorkerStatus.BUSY.value, operation_id
 
     async def health_check_all(self, client: httpx.AsyncClient) -> None:
@@ -125,6 +126,7 @@ class WorkerRegistry:
 
     async def _check(self, client: httpx.AsyncClient, worker: WorkerEndpoint) -> None:
         worker.last_health_check = utcnow()
+        sent = time.monotonic()
         try:
             resp = await client.get(f"{worker.endpoint_url}/health", timeout=settings.worker_health_check_timeout())
             if resp.status_code != 200:
@@ -145,7 +147,8 @@ class WorkerRegistry:
             return
         worker.health_check_failures, worker.unhealthy_since = 0, None
         worker.last_healthy_at = utcnow()
-        current = body.get("current_operation")
-        busy = body.get("worker_status") == "busy" and (current is None or current != worker.finished_operation_id)
-        worker.current_operation_id = current if busy else None
-        worker.status = WorkerStatus.BUSY.value if busy else WorkerStatus.AVAILABLE.value
+        if sent < worker.changed_at:
+            return  # asked before the backend's own change (a dispatch, a finish): the next check asks again
+        worker.current_operation_id = body.get("current_operation")
+        worker.status = (WorkerStatus.BUSY.value if body.get("worker_status") == "busy"
+                         else WorkerStatus.AVAILABLE.value)
